@@ -1,0 +1,106 @@
+"""Reading network weights from Lightning checkpoints or plain state_dicts, safely.
+
+Every file is read with ``torch.load(..., weights_only=True)``: a file that would need
+arbitrary unpickling (and so could run code) is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unlearn_mc.errors import UnlearnMCError
+
+WRAPPER_PREFIXES = ("net.", "model.", "module.", "_orig_mod.")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint file with ``weights_only=True``; raise one clear error on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnlearnMCError(f"checkpoint file {str(path)!r} does not exist; train that stage first or fix the path.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnlearnMCError(
+            f"checkpoint {str(path)!r} holds objects other than tensors and plain containers, so it was refused "
+            f"unread (weights_only=True): {str(error).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise UnlearnMCError(
+            f"checkpoint {str(path)!r} is not a readable torch file (corrupted or truncated?): {str(error).splitlines()[0]}"
+        ) from None
+    if not isinstance(payload, Mapping):
+        raise UnlearnMCError(f"checkpoint {str(path)!r} holds a {type(payload).__name__}, not a state_dict.")
+    return dict(payload)
+
+
+def raw_state_dict(payload: Mapping) -> dict[str, torch.Tensor]:
+    """The tensor mapping inside a checkpoint payload: Lightning's ``state_dict`` entry or the payload itself."""
+    state = payload.get("state_dict", payload)
+    return {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+
+
+def match_state_dict(state: Mapping[str, torch.Tensor], net: nn.Module, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Return the sub-dict of ``state`` whose keys and shapes are exactly those of ``net.state_dict()``.
+
+    Keys may carry wrapper prefixes (``net.``, ``model.``, ``module.``, ``_orig_mod.``, possibly
+    nested, as a LightningModule or DDP adds them); the first candidate, stripping prefixes
+    greedily, whose key set equals the network's is taken. Otherwise the error names the
+    first tensor that is missing or has another shape.
+    """
+    expected = net.state_dict()
+    candidates = [dict(state)]
+    frontier = [dict(state)]
+    while frontier:
+        current = frontier.pop()
+        for prefix in WRAPPER_PREFIXES:
+            stripped = _strip(current, prefix)
+            if stripped:
+                candidates.append(stripped)
+                frontier.append(stripped)
+    best = max(candidates, key=lambda c: len(set(c) & set(expected)))
+    for key, target in expected.items():
+        if key not in best:
+            raise UnlearnMCError(
+                f"{source} does not fit {type(net).__name__}: tensor {key!r} is missing "
+                f"(is it a checkpoint of another architecture?)."
+            )
+        if tuple(best[key].shape) != tuple(target.shape):
+            raise UnlearnMCError(
+                f"{source} does not fit {type(net).__name__}: tensor {key!r} has shape {tuple(best[key].shape)} "
+                f"in the checkpoint but {tuple(target.shape)} in the network."
+            )
+    return {key: best[key] for key in expected}
+
+
+def load_network_weights(net: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Copy the weights stored at ``path`` into ``net`` (in place) and return it."""
+    state = match_state_dict(raw_state_dict(read_checkpoint(path)), net, source=f"checkpoint {str(path)!r}")
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+def network_state_from_file(net: nn.Module, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state_dict for ``net`` stored at ``path``, checked against the network's keys and shapes."""
+    return match_state_dict(raw_state_dict(read_checkpoint(path)), net, source=f"checkpoint {str(path)!r}")
+
+
+def save_state_dict_atomically(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Write ``state`` with ``torch.save`` to a temporary file, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(dict(state), temporary)
+    os.replace(temporary, path)
+    return path

@@ -1,0 +1,48 @@
+"""The ``unlearn-mc`` command: LightningCLI (``fit``, ``validate``, ``test``, ``predict``) over any module and DataModule.
+
+Bad input raised as ``UnlearnMCError`` ends the run with one sentence on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+from unlearn_mc.errors import UnlearnMCError
+
+
+class UnlearnMCCLI(LightningCLI):
+    """LightningCLI in subclass mode for both the model and the data: any ``class_path`` works."""
+
+    def __init__(self, args=None, run: bool = True) -> None:
+        super().__init__(
+            model_class=L.LightningModule,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    try:
+        UnlearnMCCLI(args=args)
+    except UnlearnMCError as error:
+        print(f"unlearn-mc: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def console_entry() -> None:
+    """``unlearn-mc`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_entry()

@@ -1,0 +1,170 @@
+"""``UnlearningModule``: the shared base of every unlearning method.
+
+It loads the original weights, evaluates before the first step (so step 0 of every
+``val/*`` curve is the original model), times the unlearning updates, compares with a
+retrain reference, and guards against divergence. A method supplies one thing: its loss
+``loss(forward, batches)``, where ``forward`` maps inputs to logits. Because the loss never
+touches ``self.net`` directly, a curve module can evaluate any method's objective at φ(t).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from unlearn_mc.checkpoints import load_network_weights
+from unlearn_mc.data.batches import stream_batches
+from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.evaluation.evaluate import evaluate_model
+from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
+from unlearn_mc.optim.configure import build_optimizers
+
+Forward = Callable[[Tensor], Tensor]
+Batches = Mapping[str, tuple[Tensor, Tensor]]
+
+GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+
+
+def average_gap(metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """avg_gap = (1/|M|)·Σ_{m ∈ M} |metrics[m] − reference[m]| over M = forget, retain, test accuracy and MIA efficacy."""
+    return sum(abs(metrics[name] - reference[name]) for name in GAP_METRICS) / len(GAP_METRICS)
+
+
+def frozen_copy(net: nn.Module) -> nn.Module:
+    """A deep copy of ``net`` in eval mode with ``requires_grad=False`` everywhere (a teacher or reference)."""
+    import copy
+
+    teacher = copy.deepcopy(net).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+class UnlearningModule(EvaluatesUnlearning):
+    """Base LightningModule of the unlearning methods.
+
+    Subclasses set ``train_streams`` (the DataModule streams the loss needs, e.g.
+    ``("forget", "retain")``) and implement ``loss(forward, batches)``.
+
+    Args:
+        net: the architecture of the original model (any ``nn.Module``).
+        original: checkpoint of the original model (Lightning ``.ckpt`` or a state_dict).
+        retrain: optional checkpoint of the retrain reference; enables ``val/avg_gap``.
+        optimizer: optimiser factory.
+        lr_scheduler: optional scheduler factory, stepped each epoch.
+        min_retain_acc: stop when the validation retain accuracy falls below this floor.
+    """
+
+    train_streams: tuple[str, ...] = ("forget", "retain")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        original: str,
+        retrain: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.SGD,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        min_retain_acc: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
+        self.net = load_network_weights(net, original)
+        self.retrain_path = retrain
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.min_retain_acc = min_retain_acc
+        self.retrain_metrics: dict[str, float] | None = None
+        self.runtime_s = 0.0
+        self.stop_reason: str | None = None
+        self._last_finite_state: dict[str, Tensor] | None = None
+
+    # ---------------------------------------------------------- the objective
+    def loss(self, forward: Forward, batches: Batches) -> Tensor:
+        """The scalar this method minimises, with ``forward`` as the model (inputs → logits)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def eval_logits(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor | None:
+        loss = self.loss(self.net, stream_batches(batch, self.train_streams))
+        if not torch.isfinite(loss):
+            self._stop(f"the loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
+            return None
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        return build_optimizers(self.optimizer, self.lr_scheduler, self.net.parameters())
+
+    # ------------------------------------------------------- the divergence guard
+    def _stop(self, why: str) -> None:
+        restored = self._last_finite_state is not None
+        if restored:
+            self.net.load_state_dict(self._last_finite_state)
+        self.stop_reason = f"{why}; training stopped" + (" and the weights of the last finite state were kept" if restored else "")
+        rank_zero_warn(f"unlearn-mc: {self.stop_reason}.")
+        self.trainer.should_stop = True
+
+    def on_train_epoch_start(self) -> None:
+        self._last_finite_state = {name: value.detach().clone() for name, value in self.net.state_dict().items()}
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> int | None:
+        self._batch_started = time.perf_counter()
+        return -1 if self.trainer.should_stop else None
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.runtime_s += time.perf_counter() - self._batch_started
+        if not all(torch.isfinite(p).all() for p in self.net.parameters()):
+            self._stop(f"the weights became non-finite at epoch {self.current_epoch}, step {self.global_step}")
+
+    # ------------------------------------------------------------- evaluation
+    def _evaluate_now(self, net: nn.Module) -> dict[str, float]:
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "eval_dataloaders"):
+            return {}
+        was_training = net.training
+        net.eval()
+        try:
+            return evaluate_model(net, datamodule.eval_dataloaders(), self.device)
+        finally:
+            net.train(was_training)
+
+    def on_train_start(self) -> None:
+        """Log the original model's ``val/*`` at step 0 and, if given, the retrain reference's ``retrain/*``."""
+        if self.global_step > 0:  # resumed run: step 0 was logged before
+            return
+        before = self._evaluate_now(self.net)
+        if self.retrain_path is not None:
+            reference = load_network_weights(frozen_copy(self.net), self.retrain_path).to(self.device)
+            self.retrain_metrics = self._evaluate_now(reference)
+            if before:
+                before["avg_gap"] = average_gap(before, self.retrain_metrics)
+        if self.logger is not None and before:
+            self.logger.log_metrics({f"val/{name}": value for name, value in before.items()}, step=0)
+            if self.retrain_metrics:
+                self.logger.log_metrics({f"retrain/{name}": value for name, value in self.retrain_metrics.items()}, step=0)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.trainer.sanity_checking:
+            return
+        metrics = self.last_eval_metrics
+        if self.retrain_metrics and all(name in metrics for name in GAP_METRICS):
+            metrics["avg_gap"] = average_gap(metrics, self.retrain_metrics)
+            self.log("val/avg_gap", metrics["avg_gap"], sync_dist=True)
+        self.log("unlearn/runtime_s", self.runtime_s, sync_dist=True)
+        retain_acc = metrics.get("retain_acc", math.nan)
+        if self.min_retain_acc is not None and retain_acc < self.min_retain_acc and not self.trainer.should_stop:
+            self.stop_reason = f"the retain accuracy {retain_acc:.4f} fell below the floor min_retain_acc={self.min_retain_acc}; training stopped"
+            rank_zero_warn(f"unlearn-mc: {self.stop_reason}.")
+            self.trainer.should_stop = True

@@ -1,0 +1,18 @@
+"""Gradient ascent (GA, NegGrad): push the forget set's loss up."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
+
+
+class GradientAscent(UnlearningModule):
+    """Minimises −CE on D_f: L = −(1/|B_f|)·Σ_{(x,y) ∈ B_f} −log softmax(f(x))[y] (Thudi et al. 2022)."""
+
+    train_streams = ("forget",)
+
+    def loss(self, forward: Forward, batches: Batches) -> Tensor:
+        inputs, targets = batches["forget"]
+        return -F.cross_entropy(forward(inputs), targets)
