@@ -89,6 +89,15 @@ class UnlearningModule(EvaluatesUnlearning):
         """The scalar this method minimises, with ``forward`` as the model (inputs → logits)."""
         raise NotImplementedError
 
+    def reduce(self, per_sample: Tensor, key: str) -> Tensor:
+        """Reduce one term's per-sample values ℓ_i to a scalar: the mean (1/n)·Σ_i ℓ_i.
+
+        Every method reduces each of its per-sample terms through this hook, named by ``key``
+        (e.g. ``"forget"``, ``"retain"``), so a curriculum such as SuperLoss can reweight the
+        samples of each term without touching the methods.
+        """
+        return per_sample.mean()
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 

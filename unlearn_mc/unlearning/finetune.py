@@ -18,4 +18,4 @@ class FineTune(UnlearningModule):
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:
         inputs, targets = batches["retain"]
-        return F.cross_entropy(forward(inputs), targets)
+        return self.reduce(F.cross_entropy(forward(inputs), targets, reduction="none"), "retain")

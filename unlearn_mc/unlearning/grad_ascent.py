@@ -15,4 +15,4 @@ class GradientAscent(UnlearningModule):
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:
         inputs, targets = batches["forget"]
-        return -F.cross_entropy(forward(inputs), targets)
+        return -self.reduce(F.cross_entropy(forward(inputs), targets, reduction="none"), "forget")
