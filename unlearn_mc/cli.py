@@ -6,11 +6,12 @@ Bad input raised as ``UnlearnMCError`` ends the run with one sentence on stderr 
 from __future__ import annotations
 
 import sys
+import warnings
 
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.errors import find_user_error
 
 
 class UnlearnMCCLI(LightningCLI):
@@ -31,10 +32,15 @@ class UnlearnMCCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
+    # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
     try:
         UnlearnMCCLI(args=args)
-    except UnlearnMCError as error:
-        print(f"unlearn-mc: error: {error}", file=sys.stderr)
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        print(f"unlearn-mc: error: {user_error}", file=sys.stderr)
         return 2
     return 0
 
