@@ -29,6 +29,8 @@ class BaseTraining(EvaluatesUnlearning):
         optimizer: optimiser factory, e.g. ``torch.optim.SGD`` with its init args.
         lr_scheduler: optional scheduler factory, stepped each epoch.
         label_smoothing: passed to the cross-entropy.
+        curriculum: optional per-sample reweighting of the loss (e.g. ``unlearn_mc.optim.SuperLoss``),
+            called as ``curriculum(per_sample_losses, "train")``.
     """
 
     def __init__(
@@ -38,16 +40,18 @@ class BaseTraining(EvaluatesUnlearning):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
+        curriculum: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if stage not in STAGE_STREAMS:
             raise UnlearnMCError(f"stage={stage!r} is not a base-training stage; use 'original' or 'retrain'.")
-        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "curriculum"])
         self.net = net
         self.stage = stage
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.label_smoothing = label_smoothing
+        self.curriculum = curriculum
 
     @property
     def train_streams(self) -> tuple[str, ...]:
@@ -61,7 +65,8 @@ class BaseTraining(EvaluatesUnlearning):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         inputs, targets = stream_batches(batch, self.train_streams)[self.train_streams[0]]
-        loss = F.cross_entropy(self.net(inputs), targets, label_smoothing=self.label_smoothing)
+        per_sample = F.cross_entropy(self.net(inputs), targets, reduction="none", label_smoothing=self.label_smoothing)
+        loss = self.curriculum(per_sample, "train") if self.curriculum is not None else per_sample.mean()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         return loss
 

@@ -59,6 +59,8 @@ class UnlearningModule(EvaluatesUnlearning):
         optimizer: optimiser factory.
         lr_scheduler: optional scheduler factory, stepped each epoch.
         min_retain_acc: stop when the validation retain accuracy falls below this floor.
+        curriculum: optional per-sample reweighting of every loss term (e.g. ``unlearn_mc.optim.SuperLoss``);
+            it is called as ``curriculum(per_sample, key)`` and returns the reduced scalar.
     """
 
     train_streams: tuple[str, ...] = ("forget", "retain")
@@ -71,14 +73,16 @@ class UnlearningModule(EvaluatesUnlearning):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "curriculum"])
         self.net = load_network_weights(net, original)
         self.retrain_path = retrain
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.min_retain_acc = min_retain_acc
+        self.curriculum = curriculum
         self.retrain_metrics: dict[str, float] | None = None
         self.runtime_s = 0.0
         self.stop_reason: str | None = None
@@ -96,6 +100,8 @@ class UnlearningModule(EvaluatesUnlearning):
         (e.g. ``"forget"``, ``"retain"``), so a curriculum such as SuperLoss can reweight the
         samples of each term without touching the methods.
         """
+        if self.curriculum is not None and self.training:
+            return self.curriculum(per_sample, key)
         return per_sample.mean()
 
     def forward(self, x: Tensor) -> Tensor:
