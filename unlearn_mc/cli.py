@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from unlearn_mc.errors import find_user_error
+from unlearn_mc.output_dirs import check_run_outputs
 
 
 class UnlearnMCCLI(LightningCLI):
@@ -28,6 +29,15 @@ class UnlearnMCCLI(LightningCLI):
             args=args,
             run=run,
         )
+
+    def before_fit(self) -> None:
+        check_run_outputs(self.trainer)
+
+    def before_validate(self) -> None:
+        check_run_outputs(self.trainer)
+
+    def before_test(self) -> None:
+        check_run_outputs(self.trainer)
 
 
 def main(args: list[str] | None = None) -> int:

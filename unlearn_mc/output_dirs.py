@@ -1,0 +1,36 @@
+"""Checking, before any work starts, that the folders a run writes to can be written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from unlearn_mc.errors import UnlearnMCError
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create ``path`` if needed and prove it writable by creating and removing a file in it.
+
+    (``os.access`` is not enough: it answers yes to root even on read-only mounts.)
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise UnlearnMCError(f"the {what} folder {str(path)!r} is not writable ({error.strerror or error}); choose another folder.") from None
+    return path
+
+
+def check_run_outputs(trainer: L.Trainer) -> None:
+    """Raise ``UnlearnMCError`` unless the logger's and every checkpoint callback's folders are writable."""
+    if trainer.logger is not None and getattr(trainer.logger, "save_dir", None):
+        ensure_writable_dir(trainer.logger.save_dir, "log")
+    for callback in trainer.callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            ensure_writable_dir(callback.dirpath, "checkpoint")
