@@ -16,8 +16,10 @@ import numpy as np
 
 
 def _balanced(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-size seeded subsets of ``a`` and ``b``. Values are sorted first, so the result does not
+    depend on the order in which samples arrived (e.g. gathered from several processes)."""
     count = min(len(a), len(b))
-    return rng.permutation(a)[:count], rng.permutation(b)[:count]
+    return rng.permutation(np.sort(a))[:count], rng.permutation(np.sort(b))[:count]
 
 
 def mia_efficacy(retain_confidence: np.ndarray, test_confidence: np.ndarray, forget_confidence: np.ndarray, seed: int = 0) -> float:
