@@ -40,12 +40,27 @@ class UnlearnMCCLI(LightningCLI):
         check_run_outputs(self.trainer)
 
 
+def _study(args: list[str]) -> None:
+    """``unlearn-mc study --config <study.yaml>``."""
+    import argparse
+
+    from unlearn_mc.study import run_study
+
+    parser = argparse.ArgumentParser(prog="unlearn-mc study", description="Run a whole mode-connectivity unlearning study from one YAML.")
+    parser.add_argument("--config", required=True, help="the study YAML, e.g. configs/digits/study.yaml")
+    run_study(parser.parse_args(args).config)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    arguments = sys.argv[1:] if args is None else list(args)
     try:
-        UnlearnMCCLI(args=args)
+        if arguments[:1] == ["study"]:
+            _study(arguments[1:])
+        else:
+            UnlearnMCCLI(args=args)
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None:

@@ -15,20 +15,12 @@ import yaml
 
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.cli import main as cli_main
+from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.evaluation import evaluate_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "digits"
 COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "mia_loss_acc")
-
-
-def _instantiate(spec: dict):
-    """Build ``class_path``/``init_args`` objects the way the config describes them (nets and data only)."""
-    import importlib
-
-    module_name, _, class_name = spec["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**spec.get("init_args", {}))
 
 
 def format_table(rows: dict[str, dict[str, float]], columns=COLUMNS) -> str:
@@ -50,8 +42,8 @@ def run_demo() -> int:
         if status:
             return status
         spec = yaml.safe_load(config.read_text())
-        net = load_network_weights(_instantiate(spec["model"]["init_args"]["net"]), Path("checkpoints/digits") / f"{stage}.ckpt").eval()
-        datamodule: UnlearningDataModule = _instantiate(spec["data"])
+        net = load_network_weights(instantiate(spec["model"]["init_args"]["net"]), Path("checkpoints/digits") / f"{stage}.ckpt").eval()
+        datamodule: UnlearningDataModule = instantiate(spec["data"])
         rows[stage] = evaluate_model(net, datamodule.eval_dataloaders())
     print()
     print(format_table(rows))

@@ -1,0 +1,273 @@
+"""The study YAML: reading it, filling defaults, and refusing a bad one before any training.
+
+A study lists the data and network, the base training recipe, the unlearning methods (each
+an endpoint, possibly a variant of another through ``like``), the curve families, which pairs
+of endpoints to connect, the evaluation grid and the analyses. See ``configs/digits/study.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearn_mc.errors import UnlearnMCError
+
+FIXED_ENDPOINTS = ("original", "retrain")
+FAMILIES = ("linear", "bezier", "polychain")
+STUDY_KEYS = {"output_dir", "seed", "trainer", "net", "data", "base", "methods", "curves", "evaluation", "analyses"}
+METHOD_KEYS = {"method", "like", "args", "epochs", "optimizer", "lr_scheduler", "seed", "curriculum", "trainer"}
+FAMILY_KEYS = {"curve", "num_bends", "epochs", "objective", "objective_args", "optimizer", "init", "t_sampler", "l2"}
+
+
+@dataclass
+class MethodSpec:
+    """One unlearned endpoint: a method class with its recipe."""
+
+    name: str
+    class_path: str
+    args: dict[str, Any]
+    epochs: int
+    optimizer: dict[str, Any]
+    lr_scheduler: dict[str, Any] | None
+    seed: int
+    curriculum: dict[str, Any] | None
+    trainer: dict[str, Any]
+
+
+@dataclass
+class FamilySpec:
+    """How to build (and, unless linear, train) the curves of one family."""
+
+    name: str
+    curve: str
+    num_bends: int
+    epochs: int
+    objective: str
+    objective_args: dict[str, Any] | None
+    optimizer: dict[str, Any]
+    init: str
+    t_sampler: str
+    l2: float
+
+    @property
+    def trained(self) -> bool:
+        return self.num_bends > 2
+
+
+@dataclass
+class StudySpec:
+    """A validated study."""
+
+    path: Path
+    output_dir: Path
+    seed: int
+    trainer: dict[str, Any]
+    net: dict[str, Any]
+    data: dict[str, Any]
+    base: dict[str, Any]
+    methods: dict[str, MethodSpec]
+    families: dict[str, FamilySpec]
+    pairs: list[tuple[str, str]]
+    matrix: list[str]
+    paths_from: list[str]
+    evaluation: dict[str, Any]
+    analyses: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [*FIXED_ENDPOINTS, *self.methods]
+
+
+def _fail(message: str) -> None:
+    raise UnlearnMCError(message)
+
+
+def _unknown_keys(where: str, given: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        _fail(f"{where} has unknown key(s) {unknown}; allowed: {', '.join(sorted(allowed))}.")
+
+
+def resolve_method_class(name: str, where: str) -> str:
+    """The dotted class path of an unlearning method given as a class name of ``unlearn_mc.unlearning`` or a dotted path."""
+    from unlearn_mc import unlearning
+    from unlearn_mc.unlearning.base import UnlearningModule
+
+    known = sorted(n for n in unlearning.__all__ if isinstance(getattr(unlearning, n), type) and issubclass(getattr(unlearning, n), UnlearningModule) and n != "UnlearningModule")
+    if "." not in name:
+        if name not in known:
+            _fail(f"unknown method {name!r} in {where}; choose one of {', '.join(known)} or give a dotted class path.")
+        return f"unlearn_mc.unlearning.{name}"
+    module_name, _, class_name = name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        _fail(f"unknown method {name!r} in {where}: it cannot be imported; choose one of {', '.join(known)} or an importable class path.")
+    if not (isinstance(cls, type) and issubclass(cls, UnlearningModule)):
+        _fail(f"method {name!r} in {where} is not an UnlearningModule subclass.")
+    return name
+
+
+def _class_spec(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or "class_path" not in value:
+        _fail(f"{where} must be a mapping with class_path (and optionally init_args).")
+    return {"class_path": value["class_path"], "init_args": dict(value.get("init_args") or {})}
+
+
+def _methods(raw: dict, default_seed: int) -> dict[str, MethodSpec]:
+    if not isinstance(raw, dict) or not raw:
+        _fail("the study lists no methods; add at least one under 'methods'.")
+    resolved: dict[str, dict] = {}
+
+    def resolve(name: str, chain: tuple[str, ...] = ()) -> dict:
+        if name in resolved:
+            return resolved[name]
+        if name in chain:
+            _fail(f"methods {' -> '.join(chain + (name,))} form a 'like' cycle.")
+        entry = raw[name]
+        if not isinstance(entry, dict):
+            _fail(f"methods.{name} must be a mapping.")
+        _unknown_keys(f"methods.{name}", entry, METHOD_KEYS)
+        merged: dict = {}
+        if "like" in entry:
+            if entry["like"] not in raw:
+                _fail(f"methods.{name} is like {entry['like']!r}, which is not a method of this study.")
+            merged = copy.deepcopy(resolve(entry["like"], chain + (name,)))
+        merged.update({key: value for key, value in entry.items() if key != "like"})
+        resolved[name] = merged
+        return merged
+
+    methods = {}
+    for name in raw:
+        if name in FIXED_ENDPOINTS or "/" in name or "--" in name:
+            _fail(f"method name {name!r} is reserved or contains '/' or '--'; rename it.")
+        entry = resolve(name)
+        if "method" not in entry:
+            _fail(f"methods.{name} names no method class (key 'method').")
+        epochs = entry.get("epochs", 5)
+        if not isinstance(epochs, int) or epochs < 1:
+            _fail(f"methods.{name}.epochs={epochs!r} must be a positive integer.")
+        methods[name] = MethodSpec(
+            name=name,
+            class_path=resolve_method_class(entry["method"], f"methods.{name}"),
+            args=dict(entry.get("args") or {}),
+            epochs=epochs,
+            optimizer=_class_spec(entry.get("optimizer", {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01, "momentum": 0.9}}), f"methods.{name}.optimizer"),
+            lr_scheduler=_class_spec(entry["lr_scheduler"], f"methods.{name}.lr_scheduler") if entry.get("lr_scheduler") else None,
+            seed=int(entry.get("seed", default_seed)),
+            curriculum=_class_spec(entry["curriculum"], f"methods.{name}.curriculum") if entry.get("curriculum") else None,
+            trainer=dict(entry.get("trainer") or {}),
+        )
+    return methods
+
+
+def _families(raw: dict) -> dict[str, FamilySpec]:
+    from unlearn_mc.curves.families import build_family
+
+    if not isinstance(raw, dict) or not raw:
+        _fail("curves.families is empty; add at least one family, e.g. linear: {curve: linear}.")
+    families = {}
+    for name, entry in raw.items():
+        entry = dict(entry or {})
+        _unknown_keys(f"curves.families.{name}", entry, FAMILY_KEYS)
+        curve = entry.get("curve", name)
+        if curve not in FAMILIES:
+            _fail(f"unknown curve family {curve!r} in curves.families.{name}; choose one of {', '.join(FAMILIES)}.")
+        family = build_family(curve, entry.get("num_bends"))
+        epochs = entry.get("epochs", 10)
+        if family.num_bends > 2 and (not isinstance(epochs, int) or epochs < 1):
+            _fail(f"curves.families.{name}.epochs={epochs!r} must be a positive integer.")
+        init = entry.get("init", "midpoint")
+        if init not in ("midpoint", "original"):
+            _fail(f"curves.families.{name}.init={init!r} must be 'midpoint' or 'original'.")
+        families[name] = FamilySpec(
+            name=name,
+            curve=curve,
+            num_bends=family.num_bends,
+            epochs=epochs,
+            objective=entry.get("objective", "retain_ce"),
+            objective_args=entry.get("objective_args"),
+            optimizer=_class_spec(entry.get("optimizer", {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01, "momentum": 0.9}}), f"curves.families.{name}.optimizer"),
+            init=init,
+            t_sampler=entry.get("t_sampler", "uniform"),
+            l2=float(entry.get("l2", 0.0)),
+        )
+    return families
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML; every error is one ``UnlearnMCError`` sentence, raised before any training."""
+    from unlearn_mc.curves.evaluate_curve import make_t_grid
+    from unlearn_mc.data import UnlearningDataModule
+
+    path = Path(path)
+    if not path.is_file():
+        _fail(f"study file {str(path)!r} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        _fail(f"study file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}")
+    if not isinstance(raw, dict):
+        _fail(f"study file {str(path)!r} must hold a mapping at the top level.")
+    _unknown_keys("the study", raw, STUDY_KEYS)
+    seed = int(raw.get("seed", 42))
+    data = dict(raw.get("data") or {"dataset": "digits"})
+    data.pop("split_file", None)  # the study keeps its own split
+    UnlearningDataModule(**data, split_file="unused.json")  # validates every data setting; reads nothing
+    net = _class_spec(raw.get("net"), "net")
+    base = dict(raw.get("base") or {})
+    base.setdefault("epochs", 20)
+    base["optimizer"] = _class_spec(base.get("optimizer", {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}}), "base.optimizer")
+    methods = _methods(raw.get("methods"), seed)
+    curves = dict(raw.get("curves") or {})
+    _unknown_keys("curves", curves, {"families", "pairs", "matrix", "paths_from"})
+    families = _families(curves.get("families"))
+    endpoints = [*FIXED_ENDPOINTS, *methods]
+    matrix = list(curves.get("matrix") or [])
+    pairs: list[tuple[str, str]] = []
+    for where, pair in [("curves.matrix", list(p)) for p in itertools.combinations(matrix, 2)] + [("curves.pairs", p) for p in curves.get("pairs") or []]:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            _fail(f"{where} entry {pair!r} must be a pair [start, end].")
+        for name in pair:
+            if name not in endpoints:
+                _fail(f"{where} names endpoint {name!r}, which the study does not train; use one of {', '.join(endpoints)}.")
+        if pair[0] == pair[1]:
+            _fail(f"{where} entry {list(pair)} connects an endpoint to itself.")
+        if tuple(pair) not in pairs:
+            pairs.append(tuple(pair))
+    for name in matrix:
+        if name not in endpoints:
+            _fail(f"curves.matrix names endpoint {name!r}, which the study does not train; use one of {', '.join(endpoints)}.")
+    paths_from = list(curves.get("paths_from") or [])
+    for name in paths_from:
+        if name not in FIXED_ENDPOINTS:
+            _fail(f"curves.paths_from names {name!r}; use original and/or retrain.")
+    evaluation = dict(raw.get("evaluation") or {})
+    _unknown_keys("evaluation", evaluation, {"t_grid", "bn_batches", "tolerance", "best_by", "retain_floor"})
+    evaluation["t_grid"] = make_t_grid(evaluation.get("t_grid", 11))
+    analyses = dict(raw.get("analyses") or {})
+    _unknown_keys("analyses", analyses, {"ensemble", "relearn"})
+    ensemble = analyses.get("ensemble")
+    if ensemble is not None:
+        points = ensemble.get("points", [0.25, 0.5, 0.75])
+        if not points or any(not 0.0 <= float(t) <= 1.0 for t in points):
+            _fail(f"analyses.ensemble.points={points!r} must be a non-empty list of t in [0, 1].")
+    relearn = analyses.get("relearn")
+    if relearn is not None:
+        steps = relearn.get("steps", [5, 10, 15, 20, 25])
+        if not steps or any(not isinstance(s, int) or s < 1 for s in steps):
+            _fail(f"analyses.relearn.steps={steps!r} must be a non-empty list of positive integers.")
+        fraction = relearn.get("forget_fraction", 0.1)
+        if not 0.0 < float(fraction) <= 1.0:
+            _fail(f"analyses.relearn.forget_fraction={fraction!r} must lie in (0, 1].")
+    output_dir = Path(raw.get("output_dir", f"studies/{path.stem}"))
+    return StudySpec(
+        path=path, output_dir=output_dir, seed=seed, trainer=dict(raw.get("trainer") or {}), net=net, data=data, base=base,
+        methods=methods, families=families, pairs=pairs, matrix=matrix, paths_from=paths_from, evaluation=evaluation, analyses=analyses,
+    )
