@@ -1,0 +1,128 @@
+"""``CurveEvaluation``: evaluate a ``CurveModule`` along t at the end of fitting, every N epochs, and on ``validate``/``test``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
+
+from unlearn_mc.checkpoints import save_state_dict_atomically
+from unlearn_mc.curves.evaluate_curve import DEFAULT_POINTS, CurveResult, evaluate_curve, make_t_grid
+from unlearn_mc.curves.outputs import log_curve, write_curve_files
+from unlearn_mc.curves.summary import BEST_BY
+from unlearn_mc.errors import UnlearnMCError
+
+
+class CurveEvaluation(Callback):
+    """Runs ``evaluate_curve`` over the DataModule's evaluation splits and writes the results.
+
+    When: at the end of ``fit``, after ``validate`` and ``test`` of a curve (so
+    ``unlearn-mc validate`` of a straight line evaluates it without training), and, with
+    ``every_n_epochs``, after every N-th training epoch.
+
+    Outputs of a final evaluation: TensorBoard scalars ``curve/<metric>`` and ``curve/t`` with the
+    grid index as step, ``curve_summary/*`` scalars and the figure ``curve/metrics``; in the run's
+    log dir ``curve_eval.csv``, ``curve_summary.json`` and ``curve_metrics.png``. A periodic
+    evaluation logs only ``curve_summary/*`` at the global step and rewrites the files.
+
+    Args:
+        t_grid: number of evenly spaced points on [0, 1] (≥ 2), or a list of t in [0, 1].
+        every_n_epochs: also evaluate after every N-th training epoch (``None``: only at the end).
+        tolerance: the MCU condition holds when both barriers are ≤ this.
+        best_by: ``auto``, ``avg_gap`` (needs the curve's ``retrain``) or ``forget_acc``.
+        retain_floor: the retain accuracy the ``forget_acc`` criterion requires.
+        export_path: write φ(t*) with recalibrated BatchNorm there as a plain state_dict of the network.
+        export_t: t* for the export: a value in [0, 1] or ``best``.
+        figure: draw the metrics-vs-t figure.
+    """
+
+    def __init__(
+        self,
+        t_grid: int | list[float] = DEFAULT_POINTS,
+        every_n_epochs: int | None = None,
+        tolerance: float = 0.01,
+        best_by: str = "auto",
+        retain_floor: float = 0.9,
+        export_path: str | None = None,
+        export_t: float | str = "best",
+        figure: bool = True,
+    ) -> None:
+        self.t_grid = make_t_grid(t_grid)
+        if every_n_epochs is not None and every_n_epochs < 1:
+            raise UnlearnMCError(f"every_n_epochs={every_n_epochs!r} must be at least 1 (or null for the end of fitting only).")
+        if best_by not in BEST_BY:
+            raise UnlearnMCError(f"best_by={best_by!r} is not a criterion; use one of {', '.join(BEST_BY)}.")
+        if isinstance(export_t, str):
+            if export_t != "best":
+                raise UnlearnMCError(f"export_t={export_t!r} is not valid; use a t in [0, 1] or 'best'.")
+        elif not 0.0 <= float(export_t) <= 1.0:
+            raise UnlearnMCError(f"export_t={export_t!r} is not valid; use a t in [0, 1] or 'best'.")
+        self.every_n_epochs = every_n_epochs
+        self.tolerance = float(tolerance)
+        self.best_by = best_by
+        self.retain_floor = float(retain_floor)
+        self.export_path = export_path
+        self.export_t = export_t
+        self.figure = figure
+        self.last_result: CurveResult | None = None
+
+    # ------------------------------------------------------------ hooks
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.evaluate(trainer, pl_module, final=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.every_n_epochs and epoch % self.every_n_epochs == 0 and epoch != trainer.max_epochs:
+            self.evaluate(trainer, pl_module, final=False)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self.evaluate(trainer, pl_module, final=True)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.evaluate(trainer, pl_module, final=True)
+
+    # ------------------------------------------------------------ the work
+    def evaluate(self, trainer: L.Trainer, curve, final: bool = True) -> CurveResult:
+        """Evaluate ``curve`` on the Trainer's DataModule, then log, write and (final, with ``export_path``) export."""
+        loaders = curve.eval_loaders()
+        distributed = trainer.world_size > 1
+        result = evaluate_curve(
+            curve,
+            loaders,
+            self.t_grid,
+            bn_loader=curve.bn_loader(loaders),
+            bn_batches=curve.bn_batches,
+            reference=curve.reference_metrics(),
+            tolerance=self.tolerance,
+            best_by=self.best_by,
+            retain_floor=self.retain_floor,
+            sync=distributed,
+            context=trainer.precision_plugin.forward_context,
+        )
+        result.summary["endpoints"] = {"start": curve.hparams.get("start"), "end": curve.hparams.get("end")}
+        if final and self.export_path is not None:
+            result.summary["export"] = self.export(trainer, curve, result)
+        log_dir = trainer.log_dir
+        if trainer.is_global_zero:
+            log_curve(result, trainer.loggers, step=trainer.global_step, per_t=final, figure=final and self.figure)
+            if log_dir is not None:
+                written = write_curve_files(result, log_dir, figure=self.figure)
+                rank_zero_info(f"unlearn-mc: curve evaluation written to {written['summary'].parent}")
+        self.last_result = result
+        return result
+
+    def export(self, trainer: L.Trainer, curve, result: CurveResult) -> dict:
+        """Recalibrate BatchNorm at t* and save φ(t*) as a plain state_dict of the network."""
+        t = float(result.summary["best"]["t"]) if self.export_t == "best" else float(self.export_t)
+        loaders = curve.eval_loaders()
+        curve.recalibrate_bn(t, curve.bn_loader(loaders), curve.bn_batches)
+        state = curve.state_dict_at(t)
+        path = Path(os.fspath(self.export_path))
+        if trainer.is_global_zero:
+            save_state_dict_atomically(state, path)
+        return {"path": str(path), "t": t}

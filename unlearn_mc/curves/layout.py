@@ -1,0 +1,77 @@
+"""Where each parameter tensor of a network lives in the flat vectors that hold the curve's control points.
+
+The interpolated tensors (the network's parameters, never its buffers) are laid end to end in
+one vector of P = P_train + P_frozen fp32 values: first the tensors whose bends train, then the
+others. Each control point is one row of length P, so φ(t) = Σ_j c_j(t)·θ_j is one
+vector-matrix product instead of one small product per tensor.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from unlearn_mc.errors import UnlearnMCError
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    name: str
+    shape: tuple[int, ...]
+    numel: int
+
+
+class FlatLayout:
+    """The order, shapes and sizes of a network's parameters in the flat control-point vectors.
+
+    Args:
+        net: the network whose parameters are interpolated.
+        trainable: ``fnmatch`` patterns of parameter names whose bends train (``None``: all of them).
+    """
+
+    def __init__(self, net: nn.Module, trainable: Sequence[str] | None = None) -> None:
+        named = [(name, tuple(p.shape), p.numel()) for name, p in net.named_parameters()]
+        if not named:
+            raise UnlearnMCError(f"the network {type(net).__name__} has no parameters to connect by a curve.")
+        floating = [name for name, p in net.named_parameters() if not p.is_floating_point()]
+        if floating:
+            raise UnlearnMCError(f"parameter {floating[0]!r} of {type(net).__name__} is not floating point, so it cannot be interpolated.")
+        if trainable is None:
+            selected = {name for name, _, _ in named}
+        else:
+            patterns = [trainable] if isinstance(trainable, str) else list(trainable)
+            selected = {name for name, _, _ in named if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)}
+            if not selected:
+                raise UnlearnMCError(
+                    f"trainable={patterns} matches no parameter of {type(net).__name__}; use fnmatch patterns of names such as {named[0][0]!r}."
+                )
+        self.train_slots = [TensorSlot(name, shape, numel) for name, shape, numel in named if name in selected]
+        self.frozen_slots = [TensorSlot(name, shape, numel) for name, shape, numel in named if name not in selected]
+        self.train_size = sum(slot.numel for slot in self.train_slots)
+        self.frozen_size = sum(slot.numel for slot in self.frozen_slots)
+        self.size = self.train_size + self.frozen_size
+        self.names = [slot.name for slot in self.train_slots + self.frozen_slots]
+
+    def flatten(self, tensors: Mapping[str, Tensor]) -> Tensor:
+        """The fp32 vector of length P holding ``tensors[name]`` for every slot, in layout order."""
+        return torch.cat([tensors[slot.name].detach().reshape(-1).float() for slot in self.train_slots + self.frozen_slots])
+
+    def views(self, train_flat: Tensor, frozen_flat: Tensor) -> dict[str, Tensor]:
+        """Per-tensor views of the two flat parts (lengths P_train and P_frozen), keyed by parameter name.
+
+        One ``split`` per part, so autograd sends the gradient back as one concatenation.
+        """
+        out: dict[str, Tensor] = {}
+        for slots, flat in ((self.train_slots, train_flat), (self.frozen_slots, frozen_flat)):
+            if slots:
+                for slot, chunk in zip(slots, flat.split([slot.numel for slot in slots])):
+                    out[slot.name] = chunk.view(slot.shape)
+        return out
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """Per-tensor views of one full vector of length P, keyed by parameter name."""
+        return self.views(flat[: self.train_size], flat[self.train_size :])
