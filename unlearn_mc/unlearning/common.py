@@ -1,0 +1,105 @@
+"""Pieces shared by several unlearning methods: per-sample loss terms, frozen reference
+networks that stay in eval mode, and reading the weights behind a ``forward``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.unlearning.base import UnlearningModule, frozen_copy
+
+
+def cross_entropy_per_sample(logits: Tensor, targets: Tensor) -> Tensor:
+    """ℓ_i = −log softmax(z_i)[y_i], computed in fp32 (safe under mixed precision)."""
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def kl_per_sample(teacher_logits: Tensor, student_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """KL_i(p_T ‖ p_S) = Σ_c p_T,c·(log p_T,c − log p_S,c) with p = softmax(z / T), in fp32."""
+    log_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(dim=-1)
+
+
+def joint_logits(forward: Callable[[Tensor], Tensor], *inputs: Tensor) -> tuple[Tensor, ...]:
+    """The logits of several input batches from ONE call of ``forward`` on their concatenation.
+
+    Methods whose papers train on a mixed forget ∪ retain batch use it, so that BatchNorm in
+    training mode normalises forget and retain samples with shared batch statistics (a forget
+    batch alone, e.g. one class under class forgetting, would be normalised by its own).
+    """
+    logits = forward(torch.cat(inputs))
+    return tuple(logits.split([len(x) for x in inputs]))
+
+
+def forward_parameters(forward: Callable[[Tensor], Tensor]) -> list[Tensor]:
+    """The trainable weights θ of the model behind ``forward``, for terms such as ‖θ‖₁.
+
+    ``forward`` is an ``nn.Module`` (its ``parameters()``), or any callable that carries its
+    weights as a ``parameters`` method returning tensors, or as a ``params`` mapping
+    name → tensor (e.g. the weights a curve passes to ``torch.func.functional_call``).
+    """
+    if isinstance(forward, nn.Module):
+        return [p for p in forward.parameters() if p.requires_grad]
+    parameters = getattr(forward, "parameters", None)
+    if callable(parameters):
+        return list(parameters())
+    params = getattr(forward, "params", None)
+    if isinstance(params, Mapping):
+        return list(params.values())
+    raise UnlearnMCError(
+        f"this loss needs the weights of the model behind forward={forward!r}; pass an nn.Module, or a callable "
+        "with a `parameters()` method or a `params` mapping of its weights."
+    )
+
+
+def randomly_initialised_copy(net: nn.Module, seed: int) -> nn.Module:
+    """A frozen copy of ``net`` whose submodules with ``reset_parameters()`` are re-initialised
+    from ``torch.manual_seed(seed)`` (the global RNG is left as it was)."""
+    fresh = copy.deepcopy(net)
+    reset = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in fresh.modules():
+            if callable(getattr(module, "reset_parameters", None)):
+                module.reset_parameters()
+                reset += 1
+            if callable(getattr(module, "reset_running_stats", None)):
+                module.reset_running_stats()
+    if reset == 0:
+        raise UnlearnMCError(
+            f"cannot build a randomly initialised copy of {type(net).__name__}: none of its submodules has reset_parameters()."
+        )
+    return frozen_copy(fresh)
+
+
+class WithFrozenReferences(UnlearningModule):
+    """An ``UnlearningModule`` holding frozen reference networks (teachers, the original model).
+
+    A reference is a submodule, so it moves with the module's device and dtype, but its
+    parameters never require gradients, the optimiser (built on ``self.net`` only) never
+    sees it, and ``train()`` keeps it in eval mode whatever mode the module is put in.
+    """
+
+    def add_reference(self, name: str, net: nn.Module) -> nn.Module:
+        """Register ``net`` under ``name`` as a frozen, always-eval reference and return it."""
+        net = net.eval()
+        for parameter in net.parameters():
+            parameter.requires_grad_(False)
+        setattr(self, name, net)
+        self._reference_names = (*getattr(self, "_reference_names", ()), name)
+        return net
+
+    def references(self) -> Iterable[nn.Module]:
+        return (getattr(self, name) for name in getattr(self, "_reference_names", ()))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for reference in self.references():
+            reference.eval()
+        return self

@@ -1,0 +1,64 @@
+"""Random labelling (RL): fit the forget set to wrong labels while keeping the retain set."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
+from unlearn_mc.unlearning.common import cross_entropy_per_sample, joint_logits
+
+
+def random_other_labels(targets: Tensor, num_classes: int) -> Tensor:
+    """ỹ = (y + k) mod C with k ~ U{1, …, C−1}: uniform over the C−1 classes other than y (global torch RNG)."""
+    if num_classes < 2:
+        raise UnlearnMCError(f"random labels need at least 2 classes, but the network outputs {num_classes} logit(s).")
+    offsets = torch.randint(1, num_classes, targets.shape, device=targets.device)
+    return (targets + offsets) % num_classes
+
+
+class RandomLabel(UnlearningModule):
+    """Random labelling (Golatkar et al. 2020; the RL baseline of Fan et al. 2024, SalUn):
+
+    L = (1/|B_f|)·Σ_{(x,y) ∈ B_f} ℓ(x, ỹ) + λ_r·(1/|B_r|)·Σ_{(x,y) ∈ B_r} ℓ(x, y),
+    with ℓ(x, y) = −log softmax(f(x))[y] and ỹ drawn uniformly from the classes other than y,
+    afresh at every step. As in SalUn's code, which trains on the union of the relabelled D_f and
+    D_r, both batches go through the network in one call (shared BatchNorm batch statistics).
+
+    Args:
+        retain_weight: λ_r, the weight of the retain cross-entropy (1.0: SalUn trains RL on the
+            union of the relabelled D_f and D_r).
+        (the other arguments are those of ``UnlearningModule``)
+    """
+
+    train_streams = ("forget", "retain")
+
+    def __init__(
+        self,
+        net: nn.Module,
+        original: str,
+        retrain: str | None = None,
+        optimizer: OptimizerCallable = torch.optim.SGD,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        min_retain_acc: float | None = None,
+        retain_weight: float = 1.0,
+    ) -> None:
+        if retain_weight < 0:
+            raise UnlearnMCError(f"retain_weight={retain_weight} must be at least 0.")
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        self.retain_weight = retain_weight
+
+    def loss(self, forward: Forward, batches: Batches) -> Tensor:
+        forget_inputs, forget_targets = batches["forget"]
+        if self.retain_weight > 0:
+            retain_inputs, retain_targets = batches["retain"]
+            forget_logits, retain_logits = joint_logits(forward, forget_inputs, retain_inputs)
+        else:
+            forget_logits = forward(forget_inputs)
+        wrong = random_other_labels(forget_targets, forget_logits.shape[-1])
+        loss = self.reduce(cross_entropy_per_sample(forget_logits, wrong), "forget")
+        if self.retain_weight > 0:
+            loss = loss + self.retain_weight * self.reduce(cross_entropy_per_sample(retain_logits, retain_targets), "retain")
+        return loss
