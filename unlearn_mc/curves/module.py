@@ -128,6 +128,12 @@ class CurveModule(EvaluatesUnlearning):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
+        # plain strings in the hyperparameters, so the checkpoint loads with weights_only=True
+        start, end, retrain = (os.fspath(p) if p is not None else None for p in (start, end, retrain))
+        if isinstance(init, Mapping):
+            init = {str(key): os.fspath(value) for key, value in init.items()}
+        if objective_args is not None:
+            objective_args = {key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in objective_args.items()}
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler"])
         self.family = build_family(curve, num_bends)
         self.t_sampler = TSampler(t_sampler)
@@ -334,13 +340,15 @@ class CurveModule(EvaluatesUnlearning):
         t = self.t_sampler()
         trainable, frozen = self.combine(self.coefficients(t))
         parameters = self.layout.views(trainable, frozen)
-        loss, extras = self.objective(lambda inputs: functional_call(self.net, parameters, (inputs,)), stream_batches(batch, self.train_streams))
+        batches = stream_batches(batch, self.train_streams)
+        loss, extras = self.objective(lambda inputs: functional_call(self.net, parameters, (inputs,)), batches)
         if self.l2 > 0.0:
             loss = loss + 0.5 * self.l2 * (trainable.pow(2).sum() + frozen.pow(2).sum())
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        self.log("train/t", t, on_step=True, on_epoch=False)
+        size = len(batches[self.train_streams[0]][0])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=size)
+        self.log("train/t", t, on_step=True, on_epoch=False, batch_size=size)
         for name, value in extras.items():
-            self.log(f"train/{name}", value, on_step=True, on_epoch=True, sync_dist=True)
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, sync_dist=True, batch_size=size)
         return loss
 
     def configure_optimizers(self):
