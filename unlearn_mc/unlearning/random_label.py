@@ -22,14 +22,17 @@ def random_other_labels(targets: Tensor, num_classes: int) -> Tensor:
 class RandomLabel(UnlearningModule):
     """Random labelling (Golatkar et al. 2020; the RL baseline of Fan et al. 2024, SalUn):
 
-    L = (1/|B_f|)·Σ_{(x,y) ∈ B_f} ℓ(x, ỹ) + λ_r·(1/|B_r|)·Σ_{(x,y) ∈ B_r} ℓ(x, y),
+    L = λ_f·(1/|B_f|)·Σ_{(x,y) ∈ B_f} ℓ(x, ỹ) + λ_r·(1/|B_r|)·Σ_{(x,y) ∈ B_r} ℓ(x, y),
     with ℓ(x, y) = −log softmax(f(x))[y] and ỹ drawn uniformly from the classes other than y,
-    afresh at every step. As in SalUn's code, which trains on the union of the relabelled D_f and
-    D_r, both batches go through the network in one call (shared BatchNorm batch statistics).
+    afresh at every step. SalUn's code trains on the union of the relabelled D_f and D_r, so
+    each of its batches is a fraction s ≈ |D_f|/|D| forget samples: λ_f = s, λ_r = 1 − s
+    reproduces its expected step at the same learning rate. As there, both batches go through
+    the network in one call (shared BatchNorm batch statistics).
 
     Args:
-        retain_weight: λ_r, the weight of the retain cross-entropy (1.0: SalUn trains RL on the
-            union of the relabelled D_f and D_r).
+        forget_weight: λ_f, the weight of the random-label term (1.0).
+        retain_weight: λ_r, the weight of the retain cross-entropy (1.0; 0 drops the term and the
+            module then trains on ``forget`` only).
         (the other arguments are those of ``UnlearningModule``)
     """
 
@@ -43,12 +46,17 @@ class RandomLabel(UnlearningModule):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        forget_weight: float = 1.0,
         retain_weight: float = 1.0,
     ) -> None:
+        if forget_weight <= 0:
+            raise UnlearnMCError(f"forget_weight={forget_weight} must be positive.")
         if retain_weight < 0:
             raise UnlearnMCError(f"retain_weight={retain_weight} must be at least 0.")
         super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        self.forget_weight = forget_weight
         self.retain_weight = retain_weight
+        self.train_streams = ("forget", "retain") if retain_weight > 0 else ("forget",)
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:
         forget_inputs, forget_targets = batches["forget"]
@@ -58,7 +66,7 @@ class RandomLabel(UnlearningModule):
         else:
             forget_logits = forward(forget_inputs)
         wrong = random_other_labels(forget_targets, forget_logits.shape[-1])
-        loss = self.reduce(cross_entropy_per_sample(forget_logits, wrong), "forget")
+        loss = self.forget_weight * self.reduce(cross_entropy_per_sample(forget_logits, wrong), "forget")
         if self.retain_weight > 0:
             loss = loss + self.retain_weight * self.reduce(cross_entropy_per_sample(retain_logits, retain_targets), "retain")
         return loss

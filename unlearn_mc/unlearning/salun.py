@@ -80,7 +80,7 @@ class SalUn(RandomLabel):
     """SalUn (Fan et al. 2024, "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency"):
     random labelling (``RandomLabel``) on the salient weights only.
 
-    L = (1/|B_f|)·Σ_{(x,y) ∈ B_f} ℓ(x, ỹ) + λ_r·(1/|B_r|)·Σ_{(x,y) ∈ B_r} ℓ(x, y), minimised over
+    L = λ_f·(1/|B_f|)·Σ_{(x,y) ∈ B_f} ℓ(x, ỹ) + λ_r·(1/|B_r|)·Σ_{(x,y) ∈ B_r} ℓ(x, y), minimised over
     θ = m ⊙ θ_u + (1 − m) ⊙ θ_o, where m is the hard mask of ``saliency_mask`` at the original
     weights θ_o: the ``mask_ratio`` fraction of weights with the largest |∇_θ Σ_{D_f} ℓ(x, y)|.
 
@@ -95,7 +95,7 @@ class SalUn(RandomLabel):
         mask_ratio: fraction of the weights SalUn may update (0.5 in the paper).
         mask_path: optional file holding ``{parameter name: tensor}`` (non-zero = may update), e.g.
             ``torch.save(saliency_mask(net, loader), path)`` or SalUn's own mask files.
-        retain_weight: λ_r, as in ``RandomLabel``.
+        forget_weight, retain_weight: λ_f, λ_r, as in ``RandomLabel``.
         (the other arguments are those of ``UnlearningModule``)
     """
 
@@ -107,13 +107,14 @@ class SalUn(RandomLabel):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        forget_weight: float = 1.0,
         retain_weight: float = 1.0,
         mask_ratio: float = 0.5,
         mask_path: str | None = None,
     ) -> None:
         if not 0.0 < mask_ratio <= 1.0:
             raise UnlearnMCError(f"mask_ratio={mask_ratio} must lie in (0, 1]: the fraction of weights SalUn may update.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, retain_weight)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, forget_weight, retain_weight)
         self.mask_ratio = mask_ratio
         trainable = {name: p for name, p in self.net.named_parameters() if p.requires_grad}
         self.anchor = _TensorStore({name: p.detach().clone() for name, p in trainable.items()})
