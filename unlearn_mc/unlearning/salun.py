@@ -164,10 +164,13 @@ class SalUn(RandomLabel):
     def on_train_start(self) -> None:
         super().on_train_start()
         if not bool(self.mask_ready):
-            self.set_mask(saliency_mask(self.net, self._forget_batches(), self.mask_ratio, self.device))
+            masks = {name: mask.cpu() for name, mask in saliency_mask(self.net, self._forget_batches(), self.mask_ratio, self.device).items()}
+            # every process must use the same mask (non-deterministic GPU kernels could break ties differently)
+            self.set_mask(self.trainer.strategy.broadcast(masks, src=0))
 
     # ------------------------------------------------------- the hard mask
     def on_before_optimizer_step(self, optimizer) -> None:
+        super().on_before_optimizer_step(optimizer)
         for name, p in self.net.named_parameters():
             if p.grad is not None and name in self.mask.keys_by_name:
                 p.grad.masked_fill_(~self.mask[name], 0)
