@@ -190,15 +190,17 @@ class CurveModule(EvaluatesUnlearning):
         """A curve saved by ``trainer.save_checkpoint`` (or ModelCheckpoint), read with ``weights_only=True``.
 
         Needs only that file and the architecture ``net``: the endpoint and init files are not read.
-        The objective is not rebuilt (it is ``retain_ce``); to resume training use ``fit(ckpt_path=…)``.
+        The objective is not rebuilt (``hparams`` still name it); to resume training use ``fit(ckpt_path=…)``.
         """
         payload = read_checkpoint(path)
         accepted = inspect.signature(cls.__init__).parameters
         kwargs = {k: v for k, v in dict(payload.get("hyper_parameters") or {}).items() if k in accepted}
         for ignored in ("self", "net", "optimizer", "lr_scheduler"):
             kwargs.pop(ignored, None)
+        saved = {key: kwargs[key] for key in ("start", "end", "init", "objective", "objective_args") if key in kwargs}
         kwargs.update(start=None, end=None, init="midpoint", objective="retain_ce", objective_args=None)
         module = cls(net=net, **kwargs)
+        module.hparams.update(saved)  # describe the saved curve, though none of these files is read
         try:
             module.load_state_dict(raw_state_dict(payload))
         except RuntimeError as error:
