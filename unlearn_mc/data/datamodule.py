@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -110,6 +110,8 @@ class UnlearningDataModule(L.LightningDataModule):
         self.split_file = Path(split_file) if split_file else Path("checkpoints") / dataset / "split.json"
         self.source: SourceData | None = None
         self.split: Split | None = None
+        # stream → (epoch → positions within the stream released that epoch); set by a data curriculum
+        self.stream_schedules: dict[str, Callable[[int], Sequence[int]]] = {}
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -147,13 +149,29 @@ class UnlearningDataModule(L.LightningDataModule):
         base = self.source.train_augmented if augmented else self.source.train_eval
         return Subset(base, list(indices))
 
-    def train_dataset(self, stream: str) -> Dataset:
-        """The augmented training dataset of a stream: ``full``, ``retain`` or ``forget``."""
+    def _stream_indices(self, stream: str) -> list[int]:
         self._require_setup()
         indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
         if stream not in indices:
             raise UnlearnMCError(f"unknown training stream {stream!r}; use one of {', '.join(TRAIN_STREAMS)}.")
-        return self._train_view(indices[stream], augmented=True)
+        return list(indices[stream])
+
+    def train_dataset(self, stream: str) -> Dataset:
+        """The augmented training dataset of a stream: ``full``, ``retain`` or ``forget``.
+
+        With a schedule in ``stream_schedules[stream]`` (a data curriculum), only the positions it
+        releases at the trainer's current epoch are served.
+        """
+        indices = self._stream_indices(stream)
+        schedule = self.stream_schedules.get(stream)
+        if schedule is not None:
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            indices = [indices[position] for position in schedule(epoch)]
+        return self._train_view(indices, augmented=True)
+
+    def scoring_dataset(self, stream: str) -> Dataset:
+        """All of a training stream without augmentation, in the order the positions of ``stream_schedules`` refer to."""
+        return self._train_view(self._stream_indices(stream), augmented=False)
 
     def _test_parts(self) -> tuple[Dataset, np.ndarray]:
         if self.source.test is not None:

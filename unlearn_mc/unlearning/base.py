@@ -24,6 +24,7 @@ from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
+from unlearn_mc.optim.hooks import DynamicsHooks
 
 Forward = Callable[[Tensor], Tensor]
 Batches = Mapping[str, tuple[Tensor, Tensor]]
@@ -46,7 +47,7 @@ def frozen_copy(net: nn.Module) -> nn.Module:
     return teacher
 
 
-class UnlearningModule(EvaluatesUnlearning):
+class UnlearningModule(DynamicsHooks, EvaluatesUnlearning):
     """Base LightningModule of the unlearning methods.
 
     Subclasses set ``train_streams`` (the DataModule streams the loss needs, e.g.
