@@ -106,8 +106,8 @@ def test_trainable_patterns_restrict_which_tensors_of_the_bend_train(digits_mode
 def test_combination_stays_fp32_under_bf16_autocast_and_a_bf16_mixed_fit_runs(digits_models, tmp_path):
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        trainable, frozen = curve.combine(curve.coefficients(0.4))
-    assert trainable.dtype == torch.float32
+        chunks = curve.point_chunks(curve.coefficients(0.4))
+    assert all(chunk.dtype == torch.float32 for chunk in chunks)
     trainer = quiet_trainer(max_steps=2, limit_val_batches=0, precision="bf16-mixed", default_root_dir=tmp_path,
                             callbacks=[CurveEvaluation(t_grid=2, figure=False)])
     before = curve.bends.detach().clone()

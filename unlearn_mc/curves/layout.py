@@ -60,18 +60,18 @@ class FlatLayout:
         """The fp32 vector of length P holding ``tensors[name]`` for every slot, in layout order."""
         return torch.cat([tensors[slot.name].detach().reshape(-1).float() for slot in self.train_slots + self.frozen_slots])
 
-    def views(self, train_flat: Tensor, frozen_flat: Tensor) -> dict[str, Tensor]:
-        """Per-tensor views of the two flat parts (lengths P_train and P_frozen), keyed by parameter name.
+    @property
+    def train_sizes(self) -> list[int]:
+        return [slot.numel for slot in self.train_slots]
 
-        One ``split`` per part, so autograd sends the gradient back as one concatenation.
-        """
-        out: dict[str, Tensor] = {}
-        for slots, flat in ((self.train_slots, train_flat), (self.frozen_slots, frozen_flat)):
-            if slots:
-                for slot, chunk in zip(slots, flat.split([slot.numel for slot in slots])):
-                    out[slot.name] = chunk.view(slot.shape)
-        return out
+    @property
+    def frozen_sizes(self) -> list[int]:
+        return [slot.numel for slot in self.frozen_slots]
+
+    def shaped(self, chunks: Sequence[Tensor]) -> dict[str, Tensor]:
+        """``{parameter name: chunk viewed in the tensor's shape}`` for flat chunks in layout order."""
+        return {slot.name: chunk.view(slot.shape) for slot, chunk in zip(self.train_slots + self.frozen_slots, chunks)}
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
         """Per-tensor views of one full vector of length P, keyed by parameter name."""
-        return self.views(flat[: self.train_size], flat[self.train_size :])
+        return self.shaped(flat.split(self.train_sizes + self.frozen_sizes))

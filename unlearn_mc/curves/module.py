@@ -27,6 +27,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from unlearn_mc.checkpoints import load_network_weights, network_state_from_file, raw_state_dict, read_checkpoint
+from unlearn_mc.curves.combination import combine_flat, curve_point
 from unlearn_mc.curves.families import build_family
 from unlearn_mc.curves.layout import FlatLayout
 from unlearn_mc.curves.objectives import build_objective
@@ -231,31 +232,31 @@ class CurveModule(EvaluatesUnlearning):
         """c(t) of the family on the device and in the dtype of the control points."""
         return self.family.coefficients(t).to(device=self.endpoints.device, dtype=self.endpoints.dtype)
 
-    def combine(self, coefficients: Tensor) -> tuple[Tensor, Tensor]:
-        """Σ_j c_j·θ_j as two flat vectors: the trainable part (length P_train) and the frozen part (P_frozen).
+    def _bends(self) -> Tensor:
+        return self.bends if self.bends is not None else self.endpoints.new_empty(0, self.layout.train_size)
 
-        Three BLAS calls whatever the number of tensors: c_{0,n−1} @ endpoints, then
-        ``addmv`` of the frozen bends (in place, no gradient) and of the trainable bends (the only
-        operation autograd records). Autocast is off: the combination stays in fp32.
+    def combine(self, coefficients: Tensor) -> Tensor:
+        """Σ_j c_j·θ_j as one flat fp32 vector in layout order, without autograd (see ``combine_flat``)."""
+        self._require_endpoints()
+        with torch.no_grad(), torch.autocast(device_type=self.endpoints.device.type, enabled=False):
+            return combine_flat(coefficients, self.endpoints, self._bends(), self.frozen_bends)
+
+    def point_chunks(self, coefficients: Tensor) -> tuple[Tensor, ...]:
+        """Σ_j c_j·θ_j as flat chunks, one per tensor, differentiable w.r.t. the trainable bends (see ``curve_point``).
+
+        Autocast is off: the combination stays in fp32 under 16-mixed and bf16-mixed.
         """
         self._require_endpoints()
-        train_size = self.layout.train_size
         with torch.autocast(device_type=self.endpoints.device.type, enabled=False):
-            ends = torch.stack([coefficients[0], coefficients[-1]])
-            inner = coefficients[1:-1]
-            fixed = ends @ self.endpoints
-            if self.frozen_bends.numel():
-                fixed[train_size:].addmv_(self.frozen_bends.t(), inner)
-            trainable = torch.addmv(fixed[:train_size], self.bends.t(), inner) if self.bends is not None else fixed[:train_size]
-        return trainable, fixed[train_size:]
+            return curve_point(coefficients, self.endpoints, self._bends(), self.frozen_bends, self.layout.train_sizes, self.layout.frozen_sizes)
 
     def parameters_at(self, t: float) -> dict[str, Tensor]:
-        """φ(t) as ``{parameter name: tensor}`` (views of the combination; differentiable w.r.t. the bends)."""
-        return self.layout.views(*self.combine(self.coefficients(t)))
+        """φ(t) as ``{parameter name: tensor}`` (differentiable w.r.t. the bends)."""
+        return self.layout.shaped(self.point_chunks(self.coefficients(t)))
 
     def flat_at(self, t: float) -> Tensor:
         """φ(t) as one flat fp32 vector in layout order."""
-        return torch.cat(self.combine(self.coefficients(t)))
+        return self.combine(self.coefficients(t))
 
     def network_fn(self, t: float) -> Callable[[Tensor], Tensor]:
         """The network at φ(t) as a function of the inputs; φ(t) is built once, here."""
@@ -286,8 +287,7 @@ class CurveModule(EvaluatesUnlearning):
         """‖φ(t_{k+1}) − φ(t_k)‖₂ for consecutive t; the combination is linear, so it is that of c(t_{k+1}) − c(t_k)."""
         lengths = []
         for low, high in zip(ts[:-1], ts[1:]):
-            trainable, frozen = self.combine(self.coefficients(high) - self.coefficients(low))
-            lengths.append(float(torch.sqrt(trainable.double().pow(2).sum() + frozen.double().pow(2).sum())))
+            lengths.append(float(torch.linalg.vector_norm(self.combine(self.coefficients(high) - self.coefficients(low)), dtype=torch.float64)))
         return lengths
 
     def recalibrate_bn(self, t: float, loader, num_batches: int | None = None) -> int:
@@ -340,12 +340,12 @@ class CurveModule(EvaluatesUnlearning):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         t = self.t_sampler()
-        trainable, frozen = self.combine(self.coefficients(t))
-        parameters = self.layout.views(trainable, frozen)
+        chunks = self.point_chunks(self.coefficients(t))
+        parameters = self.layout.shaped(chunks)
         batches = stream_batches(batch, self.train_streams)
         loss, extras = self.objective(lambda inputs: functional_call(self.net, parameters, (inputs,)), batches)
         if self.l2 > 0.0:
-            loss = loss + 0.5 * self.l2 * (trainable.pow(2).sum() + frozen.pow(2).sum())
+            loss = loss + 0.5 * self.l2 * torch.stack([chunk.pow(2).sum() for chunk in chunks]).sum()
         size = len(batches[self.train_streams[0]][0])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=size)
         self.log("train/t", t, on_step=True, on_epoch=False, batch_size=size)
