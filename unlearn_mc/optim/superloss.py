@@ -36,8 +36,8 @@ class SuperLoss(nn.Module):
     τ_1 = m_1 and τ_t = μ·τ_{t−1} + (1 − μ)·m_t, updated *before* σ is computed, so the
     current batch counts. Under ``torch.distributed`` m_t is the mean over every process's
     samples (one all-reduce), so τ is the same everywhere. τ is saved in the module's state_dict
-    (``get_extra_state``) and so survives checkpointing. Everything runs in fp32 (σ in fp64),
-    whatever the autocast precision of the losses.
+    (``get_extra_state``) and so survives checkpointing. Half-precision losses (autocast) are
+    reduced in fp32; σ is computed in fp64.
 
     Args:
         lam: λ > 0, the regularisation of the confidences (10 in Cheng & Amiri).
@@ -57,7 +57,7 @@ class SuperLoss(nn.Module):
         self.taus: dict[str, float] = {}
 
     def forward(self, per_sample: Tensor, key: str = "train") -> Tensor:
-        losses = per_sample.float()
+        losses = per_sample if per_sample.dtype in (torch.float32, torch.float64) else per_sample.float()
         if losses.numel() == 0:
             return losses.sum()
         tau = self.update_tau(losses, key) if self.fixed_tau is None else self.fixed_tau
