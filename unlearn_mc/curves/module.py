@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -65,6 +65,21 @@ def _strip_parameters(net: nn.Module, names: Sequence[str]) -> nn.Module:
         module_name, _, leaf = name.rpartition(".")
         net.get_submodule(module_name)._parameters[leaf] = None
     return net
+
+
+class PointForward:
+    """The network at one point φ of the curve as a function of the inputs.
+
+    ``params`` (name → tensor) exposes the weights, for losses with a term on them (e.g. ‖θ‖₁,
+    see ``unlearn_mc.unlearning.common.forward_parameters``).
+    """
+
+    def __init__(self, net: nn.Module, params: dict[str, Tensor]) -> None:
+        self.net = net
+        self.params = params
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        return functional_call(self.net, self.params, (inputs,))
 
 
 class CurveModule(EvaluatesUnlearning):
@@ -167,8 +182,9 @@ class CurveModule(EvaluatesUnlearning):
             endpoints = torch.zeros(2, size)
             bends = torch.zeros(num_inner, size)
         self.register_buffer("endpoints", endpoints)
-        self.register_buffer("frozen_bends", bends[:, train_size:].clone())
-        self.bends = nn.Parameter(bends[:, :train_size].clone()) if num_inner and train_size else None
+        # standard strides even for one row: DDP's gradient buckets expect them
+        self.register_buffer("frozen_bends", bends[:, train_size:].clone(memory_format=torch.contiguous_format))
+        self.bends = nn.Parameter(bends[:, :train_size].clone(memory_format=torch.contiguous_format)) if num_inner and train_size else None
         # identical on every process and never changed: not worth DDP's broadcast at each step
         self._ddp_params_and_buffers_to_ignore = ["endpoints", "frozen_bends"]
 
@@ -258,10 +274,9 @@ class CurveModule(EvaluatesUnlearning):
         """φ(t) as one flat fp32 vector in layout order."""
         return self.combine(self.coefficients(t))
 
-    def network_fn(self, t: float) -> Callable[[Tensor], Tensor]:
+    def network_fn(self, t: float) -> PointForward:
         """The network at φ(t) as a function of the inputs; φ(t) is built once, here."""
-        parameters = self.parameters_at(t)
-        return lambda inputs: functional_call(self.net, parameters, (inputs,))
+        return PointForward(self.net, self.parameters_at(t))
 
     def forward(self, x: Tensor, t: float | None = None) -> Tensor:
         """Logits of φ(t) on ``x``; t is drawn from ``t_sampler`` when not given."""
@@ -341,9 +356,8 @@ class CurveModule(EvaluatesUnlearning):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         t = self.t_sampler()
         chunks = self.point_chunks(self.coefficients(t))
-        parameters = self.layout.shaped(chunks)
         batches = stream_batches(batch, self.train_streams)
-        loss, extras = self.objective(lambda inputs: functional_call(self.net, parameters, (inputs,)), batches)
+        loss, extras = self.objective(PointForward(self.net, self.layout.shaped(chunks)), batches)
         if self.l2 > 0.0:
             loss = loss + 0.5 * self.l2 * torch.stack([chunk.pow(2).sum() for chunk in chunks]).sum()
         size = len(batches[self.train_streams[0]][0])
