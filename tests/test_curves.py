@@ -261,6 +261,9 @@ def test_bad_inputs_raise_unlearn_mc_error(digits_models, tmp_path):
     save_state_dict_atomically(SmallCNN(in_channels=1, num_classes=10, width=8).state_dict(), other)
     with pytest.raises(UnlearnMCError, match="does not fit"):
         CurveModule(digits_net(), digits_models.original, str(other))
+    with pytest.raises(UnlearnMCError, match="no bends to train"):
+        quiet_trainer(max_steps=1, default_root_dir=tmp_path).fit(
+            CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="linear"), datamodule=digits_models.datamodule())
     bad_args = [dict(t_sampler="beta(2, 2)"), dict(t_sampler="uniform(0.8, 0.2)"), dict(init="halfway"), dict(trainable=["nothing.*"]),
                 dict(objective="NoSuchMethod"), dict(objective="GradientAscent"), dict(l2=-1.0)]
     for kwargs in bad_args:

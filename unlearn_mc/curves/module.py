@@ -373,6 +373,12 @@ class CurveModule(EvaluatesUnlearning):
     def configure_callbacks(self):
         from unlearn_mc.curves.callback import CurveEvaluation
 
+        # the Trainer asks for these before any setup hook, so a doomed fit stops before writing anything
+        if self.trainer.state.fn == "fit" and self.bends is None:
+            raise UnlearnMCError(
+                f"the {self.family.name} curve with num_bends={self.num_bends} has no bends to train; "
+                "evaluate it with `unlearn-mc validate`, or use bezier/polychain with num_bends ≥ 3 to fit."
+            )
         if any(isinstance(callback, CurveEvaluation) for callback in self.trainer.callbacks):
             return []
         return [CurveEvaluation()]
