@@ -4,8 +4,9 @@
 θ_{n−1} (``end``), with the coefficients c(t) of a curve family (Garipov et al. 2018). The
 endpoints are buffers and the bends ``nn.Parameter``s, so a saved checkpoint is
 self-contained. All control points are kept as rows of flat fp32 matrices (see ``FlatLayout``):
-φ(t) is one vector-matrix product (``addmv``), viewed back per tensor and run through the
-network with ``torch.func.functional_call``. The network's own parameters are removed (its
+φ(t) is three BLAS calls whatever the number of tensors (``combination.curve_point``, which also
+writes the bends' gradient in one pass), viewed back per tensor and run through the network
+with ``torch.func.functional_call``. The network's own parameters are removed (its
 buffers, e.g. BatchNorm statistics, stay), so nothing but the bends trains.
 
 BatchNorm running statistics are not interpolated: training at a sampled t uses batch
