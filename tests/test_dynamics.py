@@ -1,0 +1,79 @@
+"""Unlearning under other training dynamics: with a curriculum (CL) or a second-order optimiser (SO), methods still
+forget on digits like their plain counterparts, and every checkpoint records the dynamics that produced it."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import digits_net, quiet_trainer
+from unlearn_mc.evaluation import evaluate_model
+from unlearn_mc.optim import DataCurriculum, GaussNewtonBartlett, SophiaG, SuperLoss, read_dynamics, setting_between
+from unlearn_mc.unlearning import GradientAscent, RandomLabel
+
+GA = dict(method=GradientAscent, epochs=5, kwargs={})
+RL = dict(method=RandomLabel, epochs=3, kwargs=dict(forget_weight=0.1, retain_weight=0.9))
+SGD_GA = lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9)  # noqa: E731
+SGD_RL = lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9)  # noqa: E731
+
+# (name, method, optimizer factory, curriculum module, callbacks)
+RUNS = {
+    "GA": (GA, SGD_GA, None, []),
+    "GA+SuperLoss": (GA, SGD_GA, SuperLoss, []),
+    "GA+SophiaG": (GA, lambda params: SophiaG(params, lr=1.5e-3), None, [GaussNewtonBartlett]),
+    "RL": (RL, SGD_RL, None, []),
+    "RL+DataCurriculum": (RL, SGD_RL, None, [DataCurriculum]),
+    "RL+SophiaG": (RL, lambda params: SophiaG(params, lr=3e-3), None, [GaussNewtonBartlett]),
+}
+
+
+def unlearn(digits_models, name: str, tmp_path=None):
+    spec, optimizer, curriculum, callbacks = RUNS[name]
+    L.seed_everything(0, verbose=False)
+    extra = {"curriculum": curriculum()} if curriculum is not None else {}
+    module = spec["method"](digits_net(), original=str(digits_models.original), optimizer=optimizer, **spec["kwargs"], **extra)
+    datamodule = digits_models.datamodule("random")
+    trainer = quiet_trainer(max_epochs=spec["epochs"], limit_val_batches=0, callbacks=[callback() for callback in callbacks])
+    trainer.fit(module, datamodule=datamodule)
+    metrics = evaluate_model(module.net.eval(), datamodule.eval_dataloaders(), torch.device("cpu"))
+    checkpoint = None
+    if tmp_path is not None:
+        checkpoint = tmp_path / f"{name}.ckpt"
+        trainer.save_checkpoint(checkpoint)
+    return module, metrics, checkpoint
+
+
+@pytest.fixture(scope="module")
+def original_metrics(digits_models):
+    module = GradientAscent(digits_net(), original=str(digits_models.original))
+    return evaluate_model(module.net.eval(), digits_models.datamodule("random").eval_dataloaders(), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_methods_forget_under_every_dynamics(digits_models, original_metrics, name):
+    module, metrics, _ = unlearn(digits_models, name)
+    assert original_metrics["forget_acc"] > 0.99
+    assert metrics["forget_acc"] <= original_metrics["forget_acc"] - 0.05, f"{name} did not forget: {metrics}"
+    assert metrics["retain_acc"] >= 0.6, f"{name} destroyed the model: {metrics}"
+    dynamics = module.hparams["dynamics"]
+    assert dynamics["optimizer_order"] == ("second" if "Sophia" in name else "first")
+    assert dynamics["curriculum"] == {"GA+SuperLoss": "superloss", "RL+DataCurriculum": "data"}.get(name, "none")
+
+
+def test_superloss_reweights_the_forget_term_of_gradient_ascent_and_checkpoints_record_it(digits_models, tmp_path):
+    module, _, checkpoint = unlearn(digits_models, "GA+SuperLoss", tmp_path)
+    assert set(module.curriculum.taus) == {"forget"}  # GA reduces one term, named "forget"
+    dynamics = read_dynamics(checkpoint)
+    assert dynamics["method"] == "unlearn_mc.unlearning.grad_ascent.GradientAscent"
+    assert dynamics["seed"] == 0 and dynamics["curriculum"] == "superloss"
+    assert dynamics["curriculum_args"]["superloss"] == {"lam": 10.0, "tau": "running_mean", "momentum": 0.9}
+    assert dynamics["optimizer"] == "torch.optim.sgd.SGD" and dynamics["optimizer_args"]["lr"] == 0.01
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert state["curriculum._extra_state"]["taus"]["forget"] == pytest.approx(module.curriculum.taus["forget"])
+    plain = dict(dynamics, curriculum="none")
+    assert setting_between(plain, dynamics) == "curriculum"
+    assert setting_between(dynamics, dict(dynamics, seed=87)) == "seed"
+    assert setting_between(dynamics, dict(dynamics, optimizer_order="second")) == "optimizer_order"
+    assert setting_between(dynamics, dict(dynamics, method="unlearn_mc.unlearning.random_label.RandomLabel")) == "method"
+    assert setting_between(dynamics, None) == "unknown"
