@@ -128,3 +128,24 @@ def test_an_empty_batch_gives_zero_and_leaves_tau_alone():
     superloss = SuperLoss()
     assert superloss(torch.zeros(0), "forget").item() == 0.0
     assert superloss.tau("forget") is None
+
+
+def test_tau_goes_through_an_all_reduce_when_distributed(monkeypatch):
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    reduced = []
+    real_all_reduce = dist.all_reduce
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor, *a, **k: (reduced.append(tensor.tolist()), real_all_reduce(tensor, *a, **k))[1])
+    try:
+        superloss = SuperLoss()
+        superloss(torch.tensor([1.0, 2.0, 6.0]), "forget")
+    finally:
+        dist.destroy_process_group()
+    assert reduced == [[9.0, 3.0]]  # the sum and the count, so τ is the global mean
+    assert superloss.tau("forget") == pytest.approx(3.0)
