@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import digits_net, quiet_trainer
+from conftest import digits_net
 
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.evaluation import evaluate_model

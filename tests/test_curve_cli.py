@@ -6,8 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
-import torch
 import yaml
 
 from unlearn_mc.cli import main
@@ -15,14 +13,6 @@ from unlearn_mc.curves import CurveModule
 from unlearn_mc.models import SmallCNN
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(tmp_path: Path, name: str, start: Path, end: Path, **evaluation) -> Path:

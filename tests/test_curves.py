@@ -26,15 +26,6 @@ from unlearn_mc.models import SmallCNN
 CURVE_METRICS = ("forget_acc", "retain_acc", "test_acc", "forget_loss", "retain_loss", "test_loss", "mia_efficacy", "mia_loss_acc")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: one intra-op thread is as fast, and far faster when the CPU cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _sgd(lr: float = 0.05):
     return lambda params: torch.optim.SGD(params, lr=lr, momentum=0.9)
 
@@ -91,6 +82,39 @@ def test_only_the_bend_gets_gradients_and_bezier_bend_gradient_is_2t_1mt_dL_dphi
     grads = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs,)), targets), list(phi.values()))
     expected = 2 * t * (1 - t) * curve.layout.flatten(dict(zip(phi, grads)))
     assert torch.allclose(curve.bends.grad[0], expected, rtol=1e-4, atol=1e-7)
+
+
+def test_hessian_vector_products_through_the_curve_match_plain_autograd(digits_models, batch):
+    """backward(create_graph=True) through the hand-written bend gradient gives the exact H·v of
+    L(φ(t)) w.r.t. the bends, as with φ = Σ_j c_j·θ_j built from plain differentiable torch ops."""
+    inputs, targets = batch
+    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=4).eval()
+    t, v = 0.3, torch.randn_like(curve.bends)
+    gradient = torch.autograd.grad(F.cross_entropy(curve(inputs, t=t), targets), curve.bends, create_graph=True)[0]
+    hvp = torch.autograd.grad((gradient * v).sum(), curve.bends)[0]
+
+    bends = curve.bends.detach().clone().requires_grad_()
+    coefficients = curve.coefficients(t)
+    points = [curve.endpoints[0], *bends, curve.endpoints[1]]
+    phi = curve.layout.shaped(sum(c * p for c, p in zip(coefficients, points)).split(curve.layout.train_sizes))
+    plain = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs,)), targets), bends, create_graph=True)[0]
+    expected = torch.autograd.grad((plain * v).sum(), bends)[0]
+    assert hvp.abs().sum() > 0
+    assert torch.allclose(gradient, plain, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(hvp, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_a_curve_trains_with_a_hutchinson_second_order_optimiser_and_records_it(digits_models, tmp_path):
+    from pytorch_optimizer import SophiaH
+
+    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain,
+                        optimizer=lambda params: SophiaH(params, lr=1e-3, update_period=2))
+    before = curve.bends.detach().clone()
+    trainer = quiet_trainer(max_steps=4, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[CurveEvaluation(t_grid=2, figure=False)])
+    trainer.fit(curve, datamodule=digits_models.datamodule())
+    assert torch.isfinite(curve.bends).all() and not torch.equal(before, curve.bends.detach())
+    dynamics = curve.hparams["dynamics"]
+    assert dynamics["optimizer_order"] == "second" and dynamics["method"].endswith("CurveModule")
 
 
 def test_trainable_patterns_restrict_which_tensors_of_the_bend_train(digits_models, batch):

@@ -10,7 +10,7 @@ import torch
 from conftest import digits_net, quiet_trainer
 from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.optim import DataCurriculum, GaussNewtonBartlett, SophiaG, SuperLoss, read_dynamics, setting_between
-from unlearn_mc.unlearning import GradientAscent, RandomLabel
+from unlearn_mc.unlearning import NPO, SCRUB, BadTeacher, FineTune, GradDiff, GradientAscent, L1Sparse, RandomLabel, SalUn
 
 GA = dict(method=GradientAscent, epochs=5, kwargs={})
 RL = dict(method=RandomLabel, epochs=3, kwargs=dict(forget_weight=0.1, retain_weight=0.9))
@@ -77,3 +77,29 @@ def test_superloss_reweights_the_forget_term_of_gradient_ascent_and_checkpoints_
     assert setting_between(dynamics, dict(dynamics, optimizer_order="second")) == "optimizer_order"
     assert setting_between(dynamics, dict(dynamics, method="unlearn_mc.unlearning.random_label.RandomLabel")) == "method"
     assert setting_between(dynamics, None) == "unknown"
+
+
+# every method's per-sample terms, by the key under which it reduces them (SCRUB's first epoch has max- and min-steps)
+TERMS = {
+    FineTune: {"retain"},
+    GradientAscent: {"forget"},
+    GradDiff: {"retain", "forget"},
+    RandomLabel: {"forget", "retain"},
+    SalUn: {"forget", "retain"},
+    BadTeacher: {"retain_kl", "forget_kl"},
+    SCRUB: {"forget_kl", "retain", "retain_kl"},
+    NPO: {"forget", "retain"},
+    L1Sparse: {"retain"},
+}
+
+
+@pytest.mark.parametrize("method", list(TERMS), ids=lambda method: method.__name__)
+def test_every_method_reduces_each_of_its_terms_through_the_curriculum(digits_models, method):
+    """``curriculum`` is an init arg of every method, and SuperLoss then sees each per-sample term (τ per term)."""
+    L.seed_everything(0, verbose=False)
+    extra = {"max_steps_per_epoch": 1} if method is SCRUB else {}  # one max-step, then min-steps
+    module = method(digits_net(), original=str(digits_models.original), curriculum=SuperLoss(), **extra)
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=0)
+    trainer.fit(module, datamodule=digits_models.datamodule("random"))
+    assert set(module.curriculum.taus) == TERMS[method]
+    assert module.hparams["dynamics"]["curriculum"] == "superloss"

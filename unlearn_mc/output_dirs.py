@@ -13,14 +13,18 @@ from unlearn_mc.errors import UnlearnMCError
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
-    """Create ``path`` if needed and prove it writable by creating and removing a file in it.
-
-    (``os.access`` is not enough: it answers yes to root even on read-only mounts.)
+    """Prove that ``path`` can be written, creating nothing that stays: the folder itself if it exists,
+    else its nearest existing ancestor (where it would be created), is tested by creating and removing
+    a file in it. (``os.access`` is not enough: it answers yes to root even on read-only mounts.)
     """
     path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{str(existing)!r} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-"):
             pass
     except OSError as error:
         raise UnlearnMCError(f"the {what} folder {str(path)!r} is not writable ({error.strerror or error}); choose another folder.") from None

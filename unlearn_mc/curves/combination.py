@@ -47,6 +47,9 @@ class _CurvePoint(torch.autograd.Function):
             return None, None, None, None, None, None
         (inner,) = ctx.saved_tensors
         sizes = ctx.train_sizes
+        if torch.is_grad_enabled():  # backward(create_graph=True), e.g. for Hessian-vector products: stay differentiable
+            flat = torch.cat([inner.new_zeros(size) if grad is None else grad.reshape(-1) for grad, size in zip(grads[: len(sizes)], sizes)])
+            return None, None, inner[:, None] * flat[None, :], None, None, None
         grad_bends = inner.new_empty(len(inner), sum(sizes))
         for row, coefficient in enumerate(inner):
             offset = 0

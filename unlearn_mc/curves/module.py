@@ -32,7 +32,7 @@ from unlearn_mc.curves.combination import combine_flat, curve_point
 from unlearn_mc.curves.families import build_family
 from unlearn_mc.curves.layout import FlatLayout
 from unlearn_mc.curves.objectives import build_objective
-from unlearn_mc.curves.sharding import shard_loader
+from unlearn_mc.data.sharding import shard_loader
 from unlearn_mc.curves.t_sampler import TSampler
 from unlearn_mc.data.batches import stream_batches
 from unlearn_mc.errors import UnlearnMCError
@@ -40,6 +40,8 @@ from unlearn_mc.evaluation.batchnorm import recalibrate_batchnorm
 from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
+from unlearn_mc.optim.hooks import DynamicsHooks
+from unlearn_mc.resume import ResumesRandomness
 
 INIT_KINDS = ("midpoint", "original: <path>", "checkpoint: <path>")
 
@@ -83,7 +85,7 @@ class PointForward:
         return functional_call(self.net, self.params, (inputs,))
 
 
-class CurveModule(EvaluatesUnlearning):
+class CurveModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     """A curve φ(t) between two trained models whose bends are trained on an objective averaged over t.
 
     Each training step draws t from ``t_sampler`` and minimises
@@ -353,6 +355,7 @@ class CurveModule(EvaluatesUnlearning):
             if reference is None:
                 raise UnlearnMCError("objective_args beta='adaptive' needs the retrain reference: set the curve's retrain checkpoint or reference_forget_acc/reference_retain_acc.")
             self.objective.set_reference(reference["forget_acc"], reference["retain_acc"])
+        super().on_fit_start()
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         t = self.t_sampler()

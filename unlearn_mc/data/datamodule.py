@@ -8,10 +8,10 @@ from typing import Literal
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from unlearn_mc.data.sharding import distributed_eval_loader
 from unlearn_mc.data.sources import SOURCES, SourceData, load_source
 from unlearn_mc.data.splits import Split, SplitSettings, labels_digest, load_or_create_split
 from unlearn_mc.errors import UnlearnMCError
@@ -243,7 +243,8 @@ class UnlearningDataModule(L.LightningDataModule):
         return {name: self._loader(dataset, train=False) for name, dataset in self.eval_datasets().items()}
 
     def val_dataloader(self) -> list[DataLoader]:
-        return list(self.eval_dataloaders().values())
+        """The evaluation loaders; under DDP each process reads its share of every split, none repeated."""
+        return [distributed_eval_loader(loader) for loader in self.eval_dataloaders().values()]
 
     def test_dataloader(self) -> list[DataLoader]:
         return self.val_dataloader()

@@ -48,7 +48,7 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
     for result in trained:
         stage_dir = study.output_dir / "stages" / result["stage"]
         curve = CurveModule.load_curve(stage_dir / "model.ckpt", instantiate(study.net)).to(device).eval()
-        ts, rows = result["curve"]["ts"], result["curve"]["rows"]
+        rows = result["curve"]["rows"]
         if ensemble_spec is not None:
             points = [float(t) for t in ensemble_spec.get("points", [0.25, 0.5, 0.75])]
             say(f"  analyses: ensemble of {len(points)} points on {result['stage']}")

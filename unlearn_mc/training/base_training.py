@@ -14,11 +14,12 @@ from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.optim.hooks import DynamicsHooks
+from unlearn_mc.resume import ResumesRandomness
 
 STAGE_STREAMS = {"original": ("full",), "retrain": ("retain",)}
 
 
-class BaseTraining(DynamicsHooks, EvaluatesUnlearning):
+class BaseTraining(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     """Minimises the mean cross-entropy (1/|B|)·Σ_i −log softmax(net(x_i))[y_i] on the stage's stream.
 
     ``stage='original'`` trains on ``full`` (D), ``stage='retrain'`` on ``retain`` (D_r): the

@@ -44,6 +44,7 @@ class BadTeacher(WithFrozenReferences):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         temperature: float = 1.0,
         teacher_seed: int = 0,
         forget_weight: float = 1.0,
@@ -53,7 +54,7 @@ class BadTeacher(WithFrozenReferences):
             raise UnlearnMCError(f"temperature={temperature} must be positive.")
         if forget_weight < 0 or retain_weight < 0:
             raise UnlearnMCError(f"forget_weight={forget_weight} and retain_weight={retain_weight} must be at least 0.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
         self.temperature = temperature
         self.forget_weight = forget_weight
         self.retain_weight = retain_weight

@@ -20,11 +20,11 @@ from torch import Tensor, nn
 
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.data.batches import stream_batches
-from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.optim.hooks import DynamicsHooks
+from unlearn_mc.resume import ResumesRandomness
 
 Forward = Callable[[Tensor], Tensor]
 Batches = Mapping[str, tuple[Tensor, Tensor]]
@@ -47,7 +47,7 @@ def frozen_copy(net: nn.Module) -> nn.Module:
     return teacher
 
 
-class UnlearningModule(DynamicsHooks, EvaluatesUnlearning):
+class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     """Base LightningModule of the unlearning methods.
 
     Subclasses set ``train_streams`` (the DataModule streams the loss needs, e.g.

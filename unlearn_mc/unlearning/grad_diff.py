@@ -33,11 +33,12 @@ class GradDiff(UnlearningModule):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         alpha: float = 0.99,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UnlearnMCError(f"alpha={alpha} must lie in [0, 1] (the weight of the retain term).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
         self.alpha = alpha
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:

@@ -37,11 +37,12 @@ class L1Sparse(UnlearningModule):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         alpha: float = 5e-4,
     ) -> None:
         if alpha < 0:
             raise UnlearnMCError(f"alpha={alpha} must be at least 0 (the initial weight of the l1 penalty).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
         self.alpha = alpha
         self._total_steps: float | None = None
 

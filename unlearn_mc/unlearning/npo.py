@@ -38,6 +38,7 @@ class NPO(WithFrozenReferences):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         beta: float = 0.1,
         retain_weight: float = 1.0,
     ) -> None:
@@ -45,7 +46,7 @@ class NPO(WithFrozenReferences):
             raise UnlearnMCError(f"beta={beta} must be positive.")
         if retain_weight < 0:
             raise UnlearnMCError(f"retain_weight={retain_weight} must be at least 0 (0 disables the retain term).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
         self.beta = beta
         self.retain_weight = retain_weight
         self.train_streams = ("forget", "retain") if retain_weight > 0 else ("forget",)

@@ -46,6 +46,7 @@ class RandomLabel(UnlearningModule):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         forget_weight: float = 1.0,
         retain_weight: float = 1.0,
     ) -> None:
@@ -53,7 +54,7 @@ class RandomLabel(UnlearningModule):
             raise UnlearnMCError(f"forget_weight={forget_weight} must be positive.")
         if retain_weight < 0:
             raise UnlearnMCError(f"retain_weight={retain_weight} must be at least 0.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
         self.forget_weight = forget_weight
         self.retain_weight = retain_weight
         self.train_streams = ("forget", "retain") if retain_weight > 0 else ("forget",)

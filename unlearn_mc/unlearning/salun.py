@@ -107,6 +107,7 @@ class SalUn(RandomLabel):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         forget_weight: float = 1.0,
         retain_weight: float = 1.0,
         mask_ratio: float = 0.5,
@@ -114,7 +115,7 @@ class SalUn(RandomLabel):
     ) -> None:
         if not 0.0 < mask_ratio <= 1.0:
             raise UnlearnMCError(f"mask_ratio={mask_ratio} must lie in (0, 1]: the fraction of weights SalUn may update.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, forget_weight, retain_weight)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum=curriculum, forget_weight=forget_weight, retain_weight=retain_weight)
         self.mask_ratio = mask_ratio
         trainable = {name: p for name, p in self.net.named_parameters() if p.requires_grad}
         self.anchor = _TensorStore({name: p.detach().clone() for name, p in trainable.items()})

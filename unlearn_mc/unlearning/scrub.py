@@ -55,6 +55,7 @@ class SCRUB(WithFrozenReferences):
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
+        curriculum: nn.Module | None = None,
         temperature: float = 4.0,
         gamma: float = 0.99,
         alpha: float = 0.001,
@@ -67,7 +68,7 @@ class SCRUB(WithFrozenReferences):
             raise UnlearnMCError(f"max_steps_epochs={max_steps_epochs} must be at least 0.")
         if max_steps_per_epoch is not None and max_steps_per_epoch < 0:
             raise UnlearnMCError(f"max_steps_per_epoch={max_steps_per_epoch} must be at least 0 (or null for one pass over the forget loader).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc)
+        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
         self.temperature = temperature
         self.gamma = gamma
         self.alpha = alpha

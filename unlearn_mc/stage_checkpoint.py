@@ -1,0 +1,32 @@
+"""``StageCheckpoint``: one stage's checkpoint file, refreshed at every training epoch end, and its own ``last``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class StageCheckpoint(ModelCheckpoint):
+    """Saves ``<dirpath>/<filename>.ckpt`` at the end of every training epoch (the latest weights, overwritten),
+    and ``<dirpath>/<filename>-last.ckpt`` (by default a link to it).
+
+    Stages of a study share a folder (``checkpoints/digits/original.ckpt``, ``grad_ascent.ckpt`` …), and
+    Lightning resolves ``--ckpt_path last`` to the newest ``last*.ckpt`` of the folder, whichever stage
+    wrote it. Naming the last checkpoint after the stage makes ``--ckpt_path last`` resume this stage and
+    no other. Resuming from it redoes an epoch that was interrupted, with the random generators of the
+    checkpoint (``ResumesRandomness``), so the run ends as an uninterrupted one would.
+
+    Args:
+        dirpath: the folder of the checkpoints.
+        filename: the stage's file name without ``.ckpt``.
+        save_last: ``link`` (a symbolic link to the latest file), ``True`` (a copy) or ``False``.
+        every_n_epochs: save every this many epochs.
+    """
+
+    def __init__(self, dirpath: str, filename: str, save_last: bool | Literal["link"] = "link", every_n_epochs: int = 1) -> None:
+        super().__init__(
+            dirpath=dirpath, filename=filename, save_last=save_last, every_n_epochs=every_n_epochs,
+            enable_version_counter=False, save_on_train_epoch_end=True,
+        )
+        self.CHECKPOINT_NAME_LAST = f"{filename}-last"
