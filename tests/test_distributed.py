@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import digits_net
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

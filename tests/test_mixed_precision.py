@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from conftest import digits_net, make_datamodule, quiet_trainer
+from conftest import digits_net, quiet_trainer
 
 from unlearn_mc.curves import CurveEvaluation, CurveModule, evaluate_curve
 from unlearn_mc.evaluation import evaluate_model

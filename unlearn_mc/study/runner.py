@@ -9,14 +9,17 @@ its seed, so an interrupted study finishes with the results of an uninterrupted 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +109,7 @@ def run_stage(stage: Stage, root: Path) -> dict[str, Any]:
     if stage.command == "fit":
         trainer.fit(module, datamodule=datamodule)
         temporary = directory / "model.ckpt.tmp"
-        trainer.save_checkpoint(temporary)
+        trainer.save_checkpoint(temporary, weights_only=False)  # the full state: weights, optimiser, loops
         if trainer.is_global_zero:
             os.replace(temporary, stage.checkpoint(root))
     else:
@@ -140,8 +143,30 @@ def _yaml(config: dict[str, Any]) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Keep the study's progress lines readable: Lightning's info messages (devices, tips, "max_epochs
+    reached") and the ``LeafSpec`` FutureWarning of Lightning 2.6 on torch 2.14 are hidden; warnings stay."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def run_stages(study: StudySpec, say: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Run (or reuse) every stage in order and return each stage's result by id."""
+    with quiet_lightning():
+        return _run_stages(study, say)
+
+
+def _run_stages(study: StudySpec, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     root = study.output_dir
     ensure_writable_dir(root, "study output")
     stages = plan_study(study)
