@@ -1,4 +1,4 @@
-# `make demo`: set up .venv if needed, then train original and retrain on the embedded digits data.
+# `make demo`: set up .venv if needed, then run the digits mode-connectivity study (configs/digits/study.yaml).
 # `make test`: set up .venv with test extras if needed, then run the test suite.
 PYTHON ?= python3
 VENV := .venv

@@ -49,7 +49,7 @@ def main() -> None:
         print(f"{'points':>6} {'bn_batches':>10} {'total s':>8} {'per point / one pass':>21}")
         for points in (3, 11, 31):
             for bn_batches in (1, 4, None):
-                seconds = _timed(lambda: evaluate_curve(curve, loaders, points, bn_loader=loaders["retain"], bn_batches=bn_batches), repeats=1)
+                seconds = _timed(lambda p=points, b=bn_batches: evaluate_curve(curve, loaders, p, bn_loader=loaders["retain"], bn_batches=b), repeats=1)
                 label = "all" if bn_batches is None else str(bn_batches)
                 print(f"{points:>6} {label:>10} {seconds:>8.2f} {seconds / points / one_pass:>21.2f}")
 

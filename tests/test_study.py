@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ STUDY = {
     "evaluation": {"t_grid": 3, "bn_batches": 2},
     "analyses": {"ensemble": {"points": [0.5]}, "relearn": {"steps": [2, 4]}},
 }
-TABLES = ("methods", "curves", "intermediate_points", "paths_from_original", "ensemble", "relearn")
+TABLES = ("methods", "curves", "intermediate_points", "bn_recalibration", "paths_from_original", "ensemble", "relearn")
 
 
 def _write(folder: Path, study: dict, name: str = "study.yaml") -> Path:
@@ -65,7 +66,7 @@ def finished_study(tmp_path_factory):
 def test_study_runs_end_to_end_and_reports_every_table(finished_study):
     folder, report = finished_study
     text = report.read_text()
-    for heading in ("## Methods", "## Curves", "## Connectivity between methods", "## Original → unlearned", "## Intermediate points",
+    for heading in ("## Methods", "## Curves", "## BatchNorm statistics at the endpoints", "## Connectivity between methods", "## Original → unlearned", "## Intermediate points",
                     "## Ensembling along the curve", "## Relearning attack"):
         assert heading in text
     for table in TABLES:
@@ -75,6 +76,27 @@ def test_study_runs_end_to_end_and_reports_every_table(finished_study):
     assert set(_results(folder)) == {"original", "retrain", "method-ga", "method-ft", "curve-linear-ga--ft", "curve-bezier-ga--ft",
                                      "curve-line-original--ga", "curve-line-original--ft"}
     assert (folder / "out" / "tensorboard" / "curve-bezier-ga--ft").is_dir()
+
+
+def test_endpoint_table_sets_own_statistics_beside_the_curve_ends(finished_study):
+    """Each endpoint's row holds its stage metrics and exactly the t = 0 / t = 1 row of the named curve."""
+    folder, _ = finished_study
+    results = _results(folder)
+    with open(folder / "out" / "bn_recalibration.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["model"] for row in rows} == {"original", "ga", "ft"}  # retrain ends no curve of this study
+    stage_of = {"original": "original", "retrain": "retrain", "ga": "method-ga", "ft": "method-ft"}
+    for row in rows:
+        own = results[stage_of[row["model"]]]["metrics"]
+        curve = results[row["curve"]]["curve"]
+        start = row["curve"].split("-", 2)[2].split("--")[0]
+        end_row = curve["rows"][0 if start == row["model"] else -1]
+        shifts = []
+        for column in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy"):
+            assert float(row[f"{column}_own"]) == pytest.approx(own[column], abs=1e-9)
+            assert float(row[f"{column}_recalibrated"]) == pytest.approx(end_row[column], abs=1e-9)
+            shifts.append(abs(own[column] - end_row[column]))
+        assert float(row["max_shift"]) == pytest.approx(max(shifts), abs=1e-9)
 
 
 def test_second_run_reuses_every_finished_stage(finished_study, monkeypatch):

@@ -44,7 +44,7 @@ def lambert_w0(x: Tensor, max_iterations: int = 30) -> Tensor:
     large = torch.log(z.clamp(min=3.0)) - torch.log(torch.log(z.clamp(min=3.0)))
     w = torch.where(z < -0.25, series, torch.where(z > 3.0, large, torch.log1p(z.clamp(min=-0.25))))
     refine = p >= _SERIES_ONLY_BELOW
-    for iteration in range(max_iterations):
+    for _ in range(max_iterations):
         exp_w = torch.exp(w)
         f = w * exp_w - z
         step = torch.where(refine, f / (exp_w * (w + 1.0) - (w + 2.0) * f / (2.0 * w + 2.0)), torch.zeros_like(w))
