@@ -69,7 +69,7 @@ class BaseTraining(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         inputs, targets = stream_batches(batch, self.train_streams)[self.train_streams[0]]
         per_sample = F.cross_entropy(self.net(inputs), targets, reduction="none", label_smoothing=self.label_smoothing)
         loss = self.curriculum(per_sample, "train") if self.curriculum is not None else per_sample.mean()
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(targets))
         return loss
 
     def configure_optimizers(self):

@@ -112,11 +112,13 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         return self.net(x)
 
     def training_step(self, batch, batch_idx: int) -> Tensor | None:
-        loss = self.loss(self.net, stream_batches(batch, self.train_streams))
+        batches = stream_batches(batch, self.train_streams)
+        loss = self.loss(self.net, batches)
         if not torch.isfinite(loss):
             self._stop(f"the loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
             return None
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        samples = sum(len(targets) for _, targets in batches.values())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=samples)
         return loss
 
     def configure_optimizers(self):
