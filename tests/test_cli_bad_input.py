@@ -95,12 +95,20 @@ def test_corrupted_checkpoint(workdir, capsys):
     assert "corrupted.ckpt" in message
 
 
-def test_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(workdir, capsys):
+@pytest.mark.parametrize(
+    ("command", "option", "content"),
+    [
+        ("fit", "--model.init_args.original", {"state_dict": {}}),  # a checkpoint a module reads
+        ("validate", "--ckpt_path", {"hyper_parameters": {}}),      # a checkpoint Lightning resumes from
+    ],
+    ids=["original", "ckpt_path"],
+)
+def test_checkpoint_that_would_run_code_is_refused_and_the_code_never_runs(workdir, capsys, command, option, content):
     evil = _inputs(workdir) / "evil.ckpt"
     marker = workdir / "inputs" / "pwned"
     with open(evil, "wb") as file:
-        pickle.dump({"state_dict": {}, "payload": _RunsCode(str(marker))}, file)
-    message = refused(capsys, workdir, ["fit", "--config", str(GA), f"--model.init_args.original={evil}"])
+        pickle.dump({**content, "payload": _RunsCode(str(marker))}, file)
+    message = refused(capsys, workdir, [command, "--config", str(GA if command == "fit" else ORIGINAL), f"{option}={evil}"])
     assert "refused unread" in message
     assert not marker.exists()
 
@@ -186,13 +194,3 @@ def test_nan_inputs_in_an_npz_dataset(workdir, capsys):
     message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--data.init_args.dataset=npz",
                                         f"--data.init_args.data_dir={arrays}"])
     assert "NaN" in message
-
-
-def test_a_ckpt_path_that_would_run_code_is_refused_too(workdir, capsys):
-    evil = _inputs(workdir) / "evil_resume.ckpt"
-    marker = workdir / "inputs" / "pwned"
-    with open(evil, "wb") as file:
-        pickle.dump({"hyper_parameters": {}, "payload": _RunsCode(str(marker))}, file)
-    message = refused(capsys, workdir, ["validate", "--config", str(ORIGINAL), f"--ckpt_path={evil}"])
-    assert "refused unread" in message
-    assert not marker.exists()
