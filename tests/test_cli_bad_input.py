@@ -4,6 +4,7 @@ naming the problem, no traceback, and nothing written (no logs, no checkpoint, n
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ def refused(capsys, tmp_path: Path, args: list[str]) -> str:
     assert "Traceback" not in err
     message = err.strip().splitlines()[-1]
     assert message.startswith("unlearn-mc: error: ") and message.endswith("."), message
+    assert not re.search(r"[.!?] [A-Z]", message), f"more than one sentence: {message}"
     written = {path for path in tmp_path.rglob("*")} - before
     assert not written, f"written despite the error: {sorted(map(str, written))}"
     return message

@@ -20,6 +20,22 @@ from unlearn_mc.errors import UnlearnMCError
 WRAPPER_PREFIXES = ("net.", "model.", "module.", "_orig_mod.")
 
 
+def _first_sentence(error: BaseException) -> str:
+    """The first sentence of an error's text, without its final full stop."""
+    return str(error).strip().splitlines()[0].split(". ")[0].rstrip(".")
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    """What torch's weights-only unpickler rejected, e.g. "Trying to load unsupported GLOBAL posix.system
+    whose module posix is blocked": the first paragraph of its message after the generic preamble,
+    other than the pointer to the documentation; else the message's first sentence."""
+    paragraphs = [part.strip() for part in str(error).split("\n\n")]
+    for part in paragraphs[1:]:
+        if part and not part.startswith("Check the documentation"):
+            return part.splitlines()[0].rstrip(".")
+    return _first_sentence(error)
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint file with ``weights_only=True``; raise one clear error on failure."""
     path = Path(path)
@@ -30,11 +46,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as error:
         raise UnlearnMCError(
             f"checkpoint {str(path)!r} holds objects other than tensors and plain containers, so it was refused "
-            f"unread (weights_only=True): {str(error).splitlines()[0]}"
+            f"unread (weights_only=True; the unpickler stopped at: {_unpickler_reason(error)})."
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise UnlearnMCError(
-            f"checkpoint {str(path)!r} is not a readable torch file (corrupted or truncated?): {str(error).splitlines()[0]}"
+            f"checkpoint {str(path)!r} is not a readable torch file (corrupted or truncated?): {_first_sentence(error)}."
         ) from None
     if not isinstance(payload, Mapping):
         raise UnlearnMCError(f"checkpoint {str(path)!r} holds a {type(payload).__name__}, not a state_dict.")
