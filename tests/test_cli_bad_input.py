@@ -196,3 +196,12 @@ def test_nan_inputs_in_an_npz_dataset(workdir, capsys):
     message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--data.init_args.dataset=npz",
                                         f"--data.init_args.data_dir={arrays}"])
     assert "NaN" in message
+
+
+def test_a_fresh_fit_over_a_finished_stage_is_refused(workdir, capsys):
+    finished = workdir / "checkpoints" / "digits" / "original.ckpt"
+    finished.parent.mkdir(parents=True)
+    finished.write_bytes(b"the weights later stages were trained from")
+    message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--trainer.max_epochs=1"])
+    assert "original.ckpt" in message and "already holds this stage" in message and "--ckpt_path last" in message
+    assert finished.read_bytes() == b"the weights later stages were trained from"

@@ -17,6 +17,7 @@ from unlearn_mc.checkpoints import read_checkpoint
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import describe_config_error, find_user_error
 from unlearn_mc.output_dirs import check_run_outputs
+from unlearn_mc.stage_checkpoint import StageCheckpoint
 
 
 class UnlearnMCCLI(LightningCLI):
@@ -62,6 +63,10 @@ class UnlearnMCCLI(LightningCLI):
             self.datamodule.setup(stage)  # loads the source and the split now; the Trainer's own setup then reuses them
 
     def before_fit(self) -> None:
+        if not self.config[self.subcommand].get("ckpt_path"):  # a fresh fit never replaces a finished stage's file
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, StageCheckpoint):
+                    callback.refuse_overwriting()
         self._check_before_running("fit")
 
     def before_validate(self) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from unlearn_mc.errors import UnlearnMCError
 
 
 class StageCheckpoint(ModelCheckpoint):
@@ -16,6 +19,10 @@ class StageCheckpoint(ModelCheckpoint):
     wrote it. Naming the last checkpoint after the stage makes ``--ckpt_path last`` resume this stage and
     no other. Resuming from it redoes an epoch that was interrupted, with the random generators of the
     checkpoint (``ResumesRandomness``), so the run ends as an uninterrupted one would.
+
+    A fresh ``fit`` (no ``--ckpt_path``) refuses to start over an existing stage file
+    (``refuse_overwriting``, called by the CLI before anything is written): later stages were trained
+    from it, so replacing it would silently break the chain.
 
     Args:
         dirpath: the folder of the checkpoints.
@@ -30,3 +37,15 @@ class StageCheckpoint(ModelCheckpoint):
             enable_version_counter=False, save_on_train_epoch_end=True,
         )
         self.CHECKPOINT_NAME_LAST = f"{filename}-last"
+
+    @property
+    def stage_file(self) -> Path:
+        return Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
+
+    def refuse_overwriting(self) -> None:
+        """Raise ``UnlearnMCError`` when the stage file exists (a fresh fit would overwrite a finished result)."""
+        if self.stage_file.exists():
+            raise UnlearnMCError(
+                f"checkpoint {str(self.stage_file)!r} already holds this stage from an earlier run; resume it with "
+                "--ckpt_path last, or move the file away to train the stage again."
+            )
