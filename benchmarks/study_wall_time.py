@@ -24,8 +24,8 @@ from unlearn_mc.study import run_study
 
 
 def kind_of(result: dict) -> str:
-    """``base``, ``method`` or ``curve-<family>`` (curve stage ids read ``curve-<family>-<start>--<end>``)."""
-    return "-".join(result["stage"].split("-")[:2]) if result["kind"] == "curve" else result["kind"]
+    """``base``, ``method`` or ``curve-<family>``."""
+    return f"curve-{result['info']['family']}" if result["kind"] == "curve" else result["kind"]
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
 
         results = [json.loads(path.read_text()) for path in sorted((Path(folder) / "study" / "stages").rglob("result.json"))]
         walls = {result["stage"]: result["wall_s"] for result in results}
-        original = next(wall for stage, wall in walls.items() if stage.endswith("original"))
+        original = walls["original"]
         by_kind: dict[str, list[float]] = defaultdict(list)
         for result in results:
             by_kind[kind_of(result)].append(result["wall_s"])

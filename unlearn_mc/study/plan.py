@@ -111,7 +111,7 @@ def _curve_stage(study: StudySpec, stage_id: str, family: FamilySpec, start: str
     callback = {
         "class_path": "unlearn_mc.curves.CurveEvaluation",
         "init_args": {
-            "t_grid": evaluation["t_grid"], "tolerance": evaluation.get("tolerance", 0.01), "best_by": evaluation.get("best_by", "auto"),
+            "t_grid": evaluation["t_grid"], "tolerance": evaluation["tolerance"], "best_by": evaluation.get("best_by", "auto"),
             "retain_floor": evaluation.get("retain_floor", 0.9), "export_path": str(directory / "best_t.pt"), "figure": True,
         },
     }

@@ -218,6 +218,7 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
         relearn_figure(analyses["relearn"], root / "relearn.png")
         figures["relearn"] = "relearn.png"
 
+    tolerance = study.evaluation["tolerance"]
     sections = [
         f"# Mode-connectivity unlearning study: `{study.path.name}`",
         f"Dataset `{study.data.get('dataset', 'digits')}`, forget rule `{study.data.get('forget_rule', 'random')}`, "
@@ -227,10 +228,9 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
         "(mean |metric − retrain's| over the four) and the unlearning runtime.\n\n" + markdown_table(tables["methods"]),
         "## Curves\nRetain barrier B_r = max_t [L_r(φ(t)) − ((1−t)·L_r(φ(0)) + t·L_r(φ(1)))], forget barrier "
         "B_f = max_t [((1−t)·L_f(φ(0)) + t·L_f(φ(1))) − L_f(φ(t))]; the MCU condition holds when both are within the tolerance "
-        f"({study.evaluation.get('tolerance', 0.01)}).\n\n" + markdown_table(tables["curves"]),
+        f"({tolerance}).\n\n" + markdown_table(tables["curves"]),
     ]
     if tables["bn_recalibration"]:
-        tolerance = study.evaluation.get("tolerance", 0.01)
         moved = [row["model"] for row in tables["bn_recalibration"] if row["max_shift"] > tolerance]
         sections.append(
             "## BatchNorm statistics at the endpoints\nCurves evaluate every t, the endpoints included, after recalibrating "

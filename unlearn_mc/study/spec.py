@@ -251,6 +251,7 @@ def load_study(path: str | Path) -> StudySpec:
     evaluation = dict(raw.get("evaluation") or {})
     _unknown_keys("evaluation", evaluation, {"t_grid", "bn_batches", "tolerance", "best_by", "retain_floor"})
     evaluation["t_grid"] = make_t_grid(evaluation.get("t_grid", 11))
+    evaluation.setdefault("tolerance", 0.01)  # the MCU tolerance, read by the curve stages and the report
     analyses = dict(raw.get("analyses") or {})
     _unknown_keys("analyses", analyses, {"ensemble", "relearn"})
     ensemble = analyses.get("ensemble")
