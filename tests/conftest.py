@@ -10,6 +10,8 @@ import lightning as L
 import pytest
 import torch
 
+from measured import TEST_SEED
+
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.models import SmallCNN
 from unlearn_mc.training import BaseTraining
@@ -48,8 +50,9 @@ def make_datamodule(workdir: Path, rule: str = "random", **overrides) -> Unlearn
     return UnlearningDataModule(**settings)
 
 
-def train_base(workdir: Path, stage: str, rule: str, epochs: int = BASE_EPOCHS, seed: int = 0) -> Path:
-    """Train a digits SmallCNN for ``stage`` (original/retrain) and save a Lightning checkpoint."""
+def train_base(workdir: Path, stage: str, rule: str, epochs: int = BASE_EPOCHS, seed: int = TEST_SEED) -> Path:
+    """Train a digits SmallCNN for ``stage`` (original/retrain) with ``seed`` (the suite's ``TEST_SEED`` by default)
+    and save a Lightning checkpoint."""
     L.seed_everything(seed, verbose=False)
     module = BaseTraining(
         digits_net(), stage=stage, optimizer=lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)

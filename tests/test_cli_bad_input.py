@@ -205,3 +205,84 @@ def test_a_fresh_fit_over_a_finished_stage_is_refused(workdir, capsys):
     message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--trainer.max_epochs=1"])
     assert "original.ckpt" in message and "already holds this stage" in message and "--ckpt_path last" in message
     assert finished.read_bytes() == b"the weights later stages were trained from"
+
+
+# ---------------------------------------------------------------- what Lightning and torch would reject with a traceback
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("--trainer.devices=0", "devices='0'"),
+        ("--trainer.max_epochs=-5", "max_epochs must be a non-negative integer or -1"),
+        ("--trainer.strategy=nonsense", "strategy='nonsense'"),
+        ("--trainer.accelerator=mps", "MPSAccelerator can not run on your system"),
+        ("--trainer.limit_train_batches=1.5", "1.5 for limit_train_batches"),
+        ("--trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch=0 must be at least 1"),
+        ("--trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 must be at least 1"),
+    ],
+)
+def test_trainer_settings_lightning_rejects(workdir, capsys, override, fragment):
+    message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), override])
+    assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("--model.init_args.net.init_args.in_channels=3", "expected input[2, 1, 8, 8] to have 3 channels"),
+        ("--model.init_args.net.init_args.num_classes=5", "labels run from 0 to 9 but the network outputs 5 logits"),
+    ],
+)
+def test_a_network_that_does_not_fit_the_data(workdir, capsys, override, fragment):
+    message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), override])
+    assert fragment in message
+
+
+def _npz(folder: Path, **arrays) -> Path:
+    rng = np.random.default_rng(0)
+    contents = {"x": rng.normal(size=(60, 1, 8, 8)).astype(np.float32), "y": np.arange(60) % 10, **arrays}
+    path = _inputs(folder) / "arrays.npz"
+    np.savez(path, **contents)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("arrays", "fragment"),
+    [
+        ({"y": (np.arange(60) % 10).astype(np.float32) + 0.5}, "'y' in"),
+        ({"y": np.arange(60) % 10 - 1}, "holds the label -1"),
+        ({"y": np.zeros((60, 2), dtype=np.int64)}, "has shape (60, 2)"),
+        ({"y": np.arange(50) % 10}, "'x' has 60 samples but 'y' has 50"),
+        ({"x": np.zeros(60, dtype=np.float32)}, "'x' in"),
+        ({"x_test": np.zeros((10, 3, 8, 8), dtype=np.float32), "y_test": np.arange(10)}, "'x_test' samples have shape (3, 8, 8)"),
+    ],
+    ids=["float labels", "negative label", "2-D labels", "lengths", "1-D inputs", "test shape"],
+)
+def test_arrays_of_the_wrong_shape_dtype_or_label_range(workdir, capsys, arrays, fragment):
+    path = _npz(workdir, **arrays)
+    message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--data.init_args.dataset=npz", f"--data.init_args.data_dir={path}"])
+    assert fragment in message and "arrays.npz" in message
+    if "label" in fragment:
+        assert "integers 0 … num_classes−1" in message
+
+
+def test_a_user_datamodule_without_a_training_loader(workdir, capsys):
+    message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--data=user_modules.OnlyValidation"])
+    assert "OnlyValidation has no train_dataloader()" in message
+
+
+def test_a_refusal_during_training_leaves_no_log_folder(workdir, capsys, digits_models):
+    """GradDiff needs forget and retain streams; a DataModule serving plain batches is refused at the first step,
+    after Lightning created the log folder and the checkpoint folder: both are taken back."""
+    message = refused(capsys, workdir, ["fit", "--config", str(ROOT / "configs/digits/unlearn/grad_diff.yaml"), WIDTH16,
+                                        f"--model.init_args.original={digits_models.original}", "--model.init_args.retrain=null",
+                                        "--data=user_modules.PlainBatches", "--trainer.max_epochs=1"])
+    assert "needs the streams ['forget', 'retain']" in message
+
+
+def test_resuming_with_no_last_checkpoint_never_replaces_a_finished_stage(workdir, capsys):
+    finished = workdir / "checkpoints" / "digits" / "original.ckpt"
+    finished.parent.mkdir(parents=True)
+    finished.write_bytes(b"the weights later stages were trained from")
+    message = refused(capsys, workdir, ["fit", "--config", str(ORIGINAL), "--ckpt_path=last"])
+    assert "original-last.ckpt' to resume from" in message and "original.ckpt" in message
+    assert finished.read_bytes() == b"the weights later stages were trained from"

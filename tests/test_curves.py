@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import digits_net, quiet_trainer, train_base
+from measured import TEST_SEED, at_least
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.func import functional_call
@@ -22,6 +23,8 @@ from unlearn_mc.curves.objectives import RetainMinusForget
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.batchnorm import batchnorm_layers
 from unlearn_mc.models import SmallCNN
+
+pytestmark = pytest.mark.numerics
 
 CURVE_METRICS = ("forget_acc", "retain_acc", "test_acc", "forget_loss", "retain_loss", "test_loss", "mia_efficacy", "mia_loss_acc")
 
@@ -70,26 +73,36 @@ def test_endpoints_give_exactly_the_endpoint_models(digits_models, batch, family
         assert torch.equal(curve(inputs, t=t), reference(inputs))
 
 
+# Exactness tests run in float64: the hand-written gradient and plain autograd sum the same terms in other orders,
+# so they agree to rounding, which in float64 is ~1e-16 relative instead of fp32's ~1e-7 (where the kernel set, AVX2 or
+# AVX-512, decides the last bits). FLOAT64_RTOL leaves a factor of ~1e4 for the depth of the network.
+FLOAT64_RTOL, FLOAT64_ATOL = 1e-12, 1e-14
+
+
 def test_only_the_bend_gets_gradients_and_bezier_bend_gradient_is_2t_1mt_dL_dphi(digits_models, batch):
     inputs, targets = batch
-    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=3)
+    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=3).double()
     assert [name for name, _ in curve.named_parameters()] == ["bends"]
     assert not curve.endpoints.requires_grad
     t = 0.3
-    F.cross_entropy(curve(inputs, t=t), targets).backward()
+    F.cross_entropy(curve(inputs.double(), t=t), targets).backward()
     # ∂L/∂φ at the same point, through the same network
     phi = {name: tensor.detach().requires_grad_() for name, tensor in curve.parameters_at(t).items()}
-    grads = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs,)), targets), list(phi.values()))
-    expected = 2 * t * (1 - t) * curve.layout.flatten(dict(zip(phi, grads)))
-    assert torch.allclose(curve.bends.grad[0], expected, rtol=1e-4, atol=1e-7)
+    grads = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs.double(),)), targets), list(phi.values()))
+    coefficient = curve.coefficients(t)[1]  # 2t(1−t), as the family computes it (test_family_coefficients checks it)
+    assert float(coefficient) == pytest.approx(2 * t * (1 - t), rel=1e-6)
+    expected = coefficient * torch.cat([grad.reshape(-1) for grad in grads])
+    assert curve.bends.grad.dtype == torch.float64
+    torch.testing.assert_close(curve.bends.grad[0], expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
 def test_hessian_vector_products_through_the_curve_match_plain_autograd(digits_models, batch):
     """backward(create_graph=True) through the hand-written bend gradient gives the exact H·v of
     L(φ(t)) w.r.t. the bends, as with φ = Σ_j c_j·θ_j built from plain differentiable torch ops."""
     inputs, targets = batch
-    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=4).eval()
-    t, v = 0.3, torch.randn_like(curve.bends)
+    inputs = inputs.double()
+    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=4).double().eval()
+    t, v = 0.3, torch.randn(curve.bends.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     gradient = torch.autograd.grad(F.cross_entropy(curve(inputs, t=t), targets), curve.bends, create_graph=True)[0]
     hvp = torch.autograd.grad((gradient * v).sum(), curve.bends)[0]
 
@@ -99,9 +112,9 @@ def test_hessian_vector_products_through_the_curve_match_plain_autograd(digits_m
     phi = curve.layout.shaped(sum(c * p for c, p in zip(coefficients, points)).split(curve.layout.train_sizes))
     plain = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs,)), targets), bends, create_graph=True)[0]
     expected = torch.autograd.grad((plain * v).sum(), bends)[0]
-    assert hvp.abs().sum() > 0
-    assert torch.allclose(gradient, plain, rtol=1e-4, atol=1e-7)
-    assert torch.allclose(hvp, expected, rtol=1e-3, atol=1e-6)
+    assert hvp.dtype == torch.float64 and hvp.abs().sum() > 0
+    torch.testing.assert_close(gradient, plain, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+    torch.testing.assert_close(hvp, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
 def test_a_curve_trains_with_a_hutchinson_second_order_optimiser_and_records_it(digits_models, tmp_path):
@@ -143,14 +156,14 @@ def test_combination_stays_fp32_under_bf16_autocast_and_a_bf16_mixed_fit_runs(di
 def test_batchnorm_recalibration_at_an_endpoint_equals_update_bn(digits_models):
     datamodule = digits_models.datamodule()
     datamodule.setup()
-    loader = datamodule.eval_dataloaders()["retain"]
-    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain).eval()
-    assert curve.recalibrate_bn(0.0, loader) == len(loader)
-    reference = load_network_weights(digits_net(), digits_models.original)
-    update_bn(loader, reference)
+    batches = [(x.double(), y) for x, y in datamodule.eval_dataloaders()["retain"]]  # float64: see FLOAT64_RTOL
+    curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain).double().eval()
+    assert curve.recalibrate_bn(0.0, batches) == len(batches)
+    reference = load_network_weights(digits_net(), digits_models.original).double()
+    update_bn(batches, reference)
     for ours, theirs in zip(batchnorm_layers(curve.net), batchnorm_layers(reference)):
-        assert torch.allclose(ours.running_mean, theirs.running_mean, rtol=1e-6, atol=1e-7)
-        assert torch.allclose(ours.running_var, theirs.running_var, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+        torch.testing.assert_close(ours.running_var, theirs.running_var, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
         assert ours.momentum == theirs.momentum == 0.1 and not ours.training
 
 
@@ -190,24 +203,25 @@ def test_exported_point_reproduces_the_curve(digits_models, batch, tmp_path):
 # ---------------------------------------------------------------- training lowers the barrier
 @pytest.fixture(scope="module")
 def second_original(digits_models):
-    return train_base(digits_models.workdir, "original", "random", epochs=8, seed=1)
+    return train_base(digits_models.workdir, "original", "random", epochs=8, seed=TEST_SEED + 1)
 
 
+@pytest.mark.trained
 def test_trained_bezier_has_no_larger_retain_barrier_than_the_straight_line(digits_models, second_original, tmp_path):
     datamodule = digits_models.datamodule()
     datamodule.setup()
     loaders = datamodule.eval_dataloaders()
     line = CurveModule(digits_net(), digits_models.original, second_original, curve="linear")
     bezier = CurveModule(digits_net(), digits_models.original, second_original, curve="bezier", num_bends=3, optimizer=_sgd(0.05))
-    torch.manual_seed(0)
+    torch.manual_seed(TEST_SEED)
     trainer = quiet_trainer(max_epochs=4, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[CurveEvaluation(t_grid=2, figure=False)])
     trainer.fit(bezier, datamodule=digits_models.datamodule())
     results = {
         name: evaluate_curve(curve, loaders, t_grid=11, bn_loader=loaders["retain"]).summary
         for name, curve in (("line", line), ("bezier", bezier))
     }
-    print({name: (s["retain_barrier"], s["forget_barrier"], s["curve_length"]) for name, s in results.items()})
-    assert results["bezier"]["retain_barrier"] <= results["line"]["retain_barrier"]
+    line_barrier, bezier_barrier = results["line"]["retain_barrier"], results["bezier"]["retain_barrier"]
+    at_least("curve/bezier lowers the retain barrier (line - bezier)", line_barrier - bezier_barrier, 0.0, results)
     assert results["bezier"]["curve_length"] > results["line"]["curve_length"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from unlearn_mc.checkpoints import load_network_weights
@@ -12,6 +13,7 @@ from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.models import SmallCNN
 
+pytestmark = [pytest.mark.numerics]
 ROOT = Path(__file__).resolve().parents[1]
 
 

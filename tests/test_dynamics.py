@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import digits_net, quiet_trainer
+from measured import TEST_SEED, at_least
 from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.optim import DataCurriculum, GaussNewtonBartlett, SophiaG, SuperLoss, read_dynamics, setting_between
 from unlearn_mc.unlearning import NPO, SCRUB, BadTeacher, FineTune, GradDiff, GradientAscent, L1Sparse, RandomLabel, SalUn
@@ -16,6 +17,8 @@ GA = dict(method=GradientAscent, epochs=5, kwargs={})
 RL = dict(method=RandomLabel, epochs=3, kwargs=dict(forget_weight=0.1, retain_weight=0.9))
 SGD_GA = lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9)  # noqa: E731
 SGD_RL = lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9)  # noqa: E731
+
+MIN_FORGET_DROP, MIN_RETAIN_ACC = 0.05, 0.6
 
 # (name, method, optimizer factory, curriculum module, callbacks)
 RUNS = {
@@ -30,7 +33,7 @@ RUNS = {
 
 def unlearn(digits_models, name: str, tmp_path=None):
     spec, optimizer, curriculum, callbacks = RUNS[name]
-    L.seed_everything(0, verbose=False)
+    L.seed_everything(TEST_SEED, verbose=False)
     extra = {"curriculum": curriculum()} if curriculum is not None else {}
     module = spec["method"](digits_net(), original=str(digits_models.original), optimizer=optimizer, **spec["kwargs"], **extra)
     datamodule = digits_models.datamodule("random")
@@ -50,12 +53,12 @@ def original_metrics(digits_models):
     return evaluate_model(module.net.eval(), digits_models.datamodule("random").eval_dataloaders(), torch.device("cpu"))
 
 
+@pytest.mark.trained
 @pytest.mark.parametrize("name", list(RUNS))
 def test_methods_forget_under_every_dynamics(digits_models, original_metrics, name):
     module, metrics, _ = unlearn(digits_models, name)
-    assert original_metrics["forget_acc"] > 0.99
-    assert metrics["forget_acc"] <= original_metrics["forget_acc"] - 0.05, f"{name} did not forget: {metrics}"
-    assert metrics["retain_acc"] >= 0.6, f"{name} destroyed the model: {metrics}"
+    at_least(f"dynamics/{name}.forget_acc drop", original_metrics["forget_acc"] - metrics["forget_acc"], MIN_FORGET_DROP, metrics)
+    at_least(f"dynamics/{name}.retain_acc", metrics["retain_acc"], MIN_RETAIN_ACC, metrics)
     dynamics = module.hparams["dynamics"]
     assert dynamics["optimizer_order"] == ("second" if "Sophia" in name else "first")
     assert dynamics["curriculum"] == {"GA+SuperLoss": "superloss", "RL+DataCurriculum": "data"}.get(name, "none")
@@ -66,7 +69,7 @@ def test_superloss_reweights_the_forget_term_of_gradient_ascent_and_checkpoints_
     assert set(module.curriculum.taus) == {"forget"}  # GA reduces one term, named "forget"
     dynamics = read_dynamics(checkpoint)
     assert dynamics["method"] == "unlearn_mc.unlearning.grad_ascent.GradientAscent"
-    assert dynamics["seed"] == 0 and dynamics["curriculum"] == "superloss"
+    assert dynamics["seed"] == TEST_SEED and dynamics["curriculum"] == "superloss"
     assert dynamics["curriculum_args"]["superloss"] == {"lam": 10.0, "tau": "running_mean", "momentum": 0.9}
     assert dynamics["optimizer"] == "torch.optim.sgd.SGD" and dynamics["optimizer_args"]["lr"] == 0.01
     state = torch.load(checkpoint, weights_only=True)["state_dict"]

@@ -8,14 +8,17 @@ the trajectories drift apart a little; the weights, the optimiser state and the 
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 from conftest import digits_net, quiet_trainer
+from measured import TEST_SEED, at_least, within
 
 from unlearn_mc.curves import CurveEvaluation, CurveModule, evaluate_curve
 from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.training import BaseTraining
 from unlearn_mc.unlearning import GradDiff
 
+pytestmark = pytest.mark.trained
 BF16_TOLERANCE = 0.03
 ACCURACIES = ("forget_acc", "retain_acc", "test_acc")
 
@@ -25,25 +28,25 @@ def sgd(lr: float):
 
 
 def fit(module: L.LightningModule, datamodule, precision: str, **trainer_args) -> L.LightningModule:
-    L.seed_everything(0, verbose=False)
+    L.seed_everything(TEST_SEED, verbose=False)
     quiet_trainer(precision=precision, limit_val_batches=0, **trainer_args).fit(module, datamodule=datamodule)
     return module
 
 
 def assert_close(fp32: dict[str, float], bf16: dict[str, float], what: str) -> None:
     for name in ACCURACIES:
-        assert abs(fp32[name] - bf16[name]) <= BF16_TOLERANCE, f"{what}: {name} {fp32[name]:.4f} in fp32, {bf16[name]:.4f} in bf16-mixed"
+        within(f"bf16 vs fp32/{what}.{name}", fp32[name] - bf16[name], BF16_TOLERANCE, f"{fp32[name]:.4f} in fp32, {bf16[name]:.4f} in bf16-mixed")
 
 
 def test_base_training_in_bf16_mixed_stays_close_to_fp32(digits_models):
     datamodule = digits_models.datamodule("random")
     results = {}
     for precision in ("32-true", "bf16-mixed"):
-        L.seed_everything(0, verbose=False)
+        L.seed_everything(TEST_SEED, verbose=False)
         module = fit(BaseTraining(digits_net(), stage="original", optimizer=sgd(0.05)), datamodule, precision, max_epochs=10)
         assert all(p.dtype == torch.float32 for p in module.parameters())
         results[precision] = evaluate_model(module.net.eval(), datamodule.eval_dataloaders())
-    assert results["32-true"]["test_acc"] > 0.9
+    at_least("bf16 vs fp32/base training.fp32 test_acc", results["32-true"]["test_acc"], 0.9)
     assert_close(results["32-true"], results["bf16-mixed"], "base training")
 
 
@@ -70,5 +73,5 @@ def test_a_curve_fit_in_bf16_mixed_stays_close_to_fp32(digits_models, tmp_path):
             callbacks=[CurveEvaluation(t_grid=3, figure=False)])
         assert curve.bends.dtype == torch.float32
         rows[precision] = evaluate_curve(curve.eval(), loaders, t_grid=3, bn_loader=loaders["retain"]).rows
-    for fp32, bf16 in zip(rows["32-true"], rows["bf16-mixed"]):
-        assert_close(fp32, bf16, "curve")
+    for t, fp32, bf16 in zip((0.0, 0.5, 1.0), rows["32-true"], rows["bf16-mixed"]):
+        assert_close(fp32, bf16, f"curve at t={t}")

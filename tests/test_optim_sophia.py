@@ -17,6 +17,8 @@ from conftest import quiet_trainer
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.optim import DynamicsHooks, GaussNewtonBartlett, SophiaG, gauss_newton_bartlett, needs_create_graph, optimizer_order
 
+pytestmark = pytest.mark.numerics
+
 
 def two_parameters() -> nn.Parameter:
     return nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))

@@ -13,6 +13,8 @@ import torch
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.optim import SuperLoss, lambert_w0, superloss_confidence
 
+pytestmark = pytest.mark.numerics
+
 
 def test_lambert_w0_matches_scipy_to_float64_precision():
     x = torch.cat([

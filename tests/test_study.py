@@ -18,6 +18,7 @@ from unlearn_mc.cli import main
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study import load_study, run_study
 
+pytestmark = [pytest.mark.slow]
 STUDY = {
     "output_dir": "out",
     "seed": 42,
@@ -166,3 +167,26 @@ def test_cli_study_refuses_with_one_sentence(tmp_path, monkeypatch, capsys):
     assert main(["study", "--config", str(path)]) == 2
     assert capsys.readouterr().err.strip() == "unlearn-mc: error: t_grid=[] is empty; use a number of points ≥ 2 or a non-empty list of t in [0, 1]."
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_study_on_the_same_folder_is_refused_while_the_first_runs(finished_study, tmp_path, capsys):
+    folder, _ = finished_study
+    path = _write(tmp_path, STUDY)
+    first = subprocess.Popen([sys.executable, "-m", "unlearn_mc.cli", "study", "--config", str(path)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    running = tmp_path / "out" / "stages" / "original"
+    deadline = time.time() + 240
+    while not running.is_dir() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        status = main(["study", "--config", str(path)])
+    finally:
+        os.chdir(cwd)
+    message = capsys.readouterr().err.strip()
+    assert status == 2, message
+    assert message.startswith("unlearn-mc: error: the study folder 'out' is in use by process ") and str(first.pid) in message
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
+    assert _results(tmp_path) == _results(folder)  # the first run finished as if alone
+    assert not (tmp_path / "out" / ".unlearn-mc.lock").exists()

@@ -11,6 +11,7 @@ from unlearn_mc.cli import main
 from unlearn_mc.study import load_study
 from unlearn_mc.study.plan import plan_study
 
+pytestmark = [pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "configs").glob("*/study.yaml"))
 

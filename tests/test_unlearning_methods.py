@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import digits_net, quiet_trainer
+from measured import TEST_SEED, at_least, at_most
 
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.evaluation import evaluate_model
@@ -66,6 +67,8 @@ ERASE_CLASS = {"random_label", "salun", "bad_teacher", "scrub"}
 # originals of seeds 0/1/2: forget acc 0.12/0.015/0.03, other-class test acc 0.96/0.82/0.92). It must
 # forget most of the class without destroying the model.
 GA_CLASS_MAX_FORGET_ACC, GA_CLASS_MIN_TEST_ACC = 0.25, 0.75
+KEEP_MIN_TEST_ACC, KEEP_MIN_RETAIN_ACC = 0.9, 0.95
+ERASE_MAX_FORGET_ACC, ERASE_MIN_TEST_ACC = 0.05, 0.9
 
 
 def datamodule_for(digits_models, rule: str):
@@ -92,13 +95,14 @@ def unlearn(digits_models, method: str, rule: str, **overrides):
     epochs = overrides.pop("epochs", epochs)
     optimizer = overrides.pop("optimizer", optimizer)
     retrain = digits_models.retrain if rule == "random" else digits_models.retrain_class
-    torch.manual_seed(0)
+    torch.manual_seed(TEST_SEED)
     module = cls(digits_net(), str(digits_models.original), str(retrain), optimizer=optimizer, **{**extra, **overrides})
     trainer = quiet_trainer(max_epochs=epochs, check_val_every_n_epoch=epochs)
     trainer.fit(module, datamodule=datamodule_for(digits_models, rule))
     return module, getattr(module, "last_eval_metrics", {})
 
 
+@pytest.mark.trained
 @pytest.mark.parametrize("rule", ["random", "class"])
 @pytest.mark.parametrize("method", list(RUNS))
 def test_method_runs_and_forgets(digits_models, original_metrics, method, rule):
@@ -109,22 +113,23 @@ def test_method_runs_and_forgets(digits_models, original_metrics, method, rule):
     assert math.isfinite(metrics["avg_gap"])
     assert module.runtime_s > 0
     summary = f"{method}/{rule}: before {before}, after {metrics}"
+    name = f"{method}/{rule}"
     if method in KEEP_FORGET_SET:
-        assert metrics["test_acc"] >= 0.9, summary
-        assert metrics["retain_acc"] >= 0.95, summary
+        at_least(f"{name}.test_acc", metrics["test_acc"], KEEP_MIN_TEST_ACC, summary)
+        at_least(f"{name}.retain_acc", metrics["retain_acc"], KEEP_MIN_RETAIN_ACC, summary)
         return
-    assert metrics["forget_loss"] >= before["forget_loss"] + FORGET_LOSS_RISE, summary
-    dropped = metrics["forget_acc"] <= before["forget_acc"] - FORGET_DROP
+    at_least(f"{name}.forget_loss rise", metrics["forget_loss"] - before["forget_loss"], FORGET_LOSS_RISE, summary)
     if method == "bad_teacher" and rule == "random":
-        dropped = dropped or metrics["mia_efficacy"] >= before["mia_efficacy"] + MIA_RISE
-    assert dropped, summary
+        at_least(f"{name}.mia_efficacy rise", metrics["mia_efficacy"] - before["mia_efficacy"], MIA_RISE, summary)
+    else:
+        at_least(f"{name}.forget_acc drop", before["forget_acc"] - metrics["forget_acc"], FORGET_DROP, summary)
     if rule == "class" and method == "grad_ascent":
-        assert metrics["forget_acc"] <= GA_CLASS_MAX_FORGET_ACC, summary
-        assert metrics["test_acc"] >= GA_CLASS_MIN_TEST_ACC, summary
+        at_most(f"{name}.forget_acc", metrics["forget_acc"], GA_CLASS_MAX_FORGET_ACC, summary)
+        at_least(f"{name}.test_acc", metrics["test_acc"], GA_CLASS_MIN_TEST_ACC, summary)
     if rule == "class" and method in ERASE_CLASS:
-        assert metrics["forget_acc"] <= 0.05, summary
-        assert metrics["test_forget_class_acc"] <= 0.1, summary
-        assert metrics["test_acc"] >= 0.9, summary  # the other classes
+        at_most(f"{name}.forget_acc", metrics["forget_acc"], ERASE_MAX_FORGET_ACC, summary)
+        at_most(f"{name}.test_forget_class_acc", metrics["test_forget_class_acc"], ERASE_MAX_FORGET_ACC * 2, summary)
+        at_least(f"{name}.test_acc", metrics["test_acc"], ERASE_MIN_TEST_ACC, summary)  # the other classes
     if method == "salun":
         assert_mask_is_hard(module, digits_models.original)
 

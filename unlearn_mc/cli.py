@@ -11,19 +11,30 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
 from unlearn_mc.checkpoints import read_checkpoint
 from unlearn_mc.data import UnlearningDataModule
-from unlearn_mc.errors import describe_config_error, find_user_error
+from unlearn_mc.errors import UnlearnMCError, describe_config_error, find_user_error, one_sentence
 from unlearn_mc.output_dirs import check_run_outputs
+from unlearn_mc.preflight import check_datamodule_serves, check_network_takes_data, check_trainer_settings
+from unlearn_mc.run_guard import RunGuard
 from unlearn_mc.stage_checkpoint import StageCheckpoint
 
 
 class UnlearnMCCLI(LightningCLI):
-    """LightningCLI in subclass mode for both the model and the data: any ``class_path`` works."""
+    """LightningCLI in subclass mode for both the model and the data: any ``class_path`` works.
 
-    def __init__(self, args=None, run: bool = True) -> None:
+    Before a subcommand writes anything, the trainer settings, the output folders, the data and the network's
+    fit to the data are checked (``preflight``), and a fit takes the lock of each stage checkpoint it writes.
+    ``guard`` collects those locks and the outputs the run creates (``main`` releases it, removing the outputs
+    of a refused run).
+    """
+
+    def __init__(self, args=None, run: bool = True, guard: RunGuard | None = None) -> None:
+        self.guard = guard if guard is not None else RunGuard()
         super().__init__(
             model_class=L.LightningModule,
             datamodule_class=L.LightningDataModule,
@@ -56,18 +67,48 @@ class UnlearnMCCLI(LightningCLI):
         hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        """The Trainer, with the settings Lightning itself rejects (or only trips over later) refused in one sentence."""
+        settings = self.config_init[self.subcommand].get("trainer", {}) if self.subcommand else self.config_init.get("trainer", {})
+        check_trainer_settings(settings or {})
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as error:
+            if find_user_error(error) is not None:
+                raise
+            raise UnlearnMCError(f"invalid trainer settings: {one_sentence(str(error))}") from None
+
     def _check_before_running(self, stage: str) -> None:
-        """Refuse bad output folders and bad data before the Trainer writes anything (logs, checkpoint folders)."""
+        """Refuse bad output folders, data and networks before the Trainer writes anything; note what the run
+        will create, so that a run refused later (an ``UnlearnMCError`` from a step) leaves nothing behind."""
         check_run_outputs(self.trainer)
+        if rank_zero_only.rank == 0:
+            self.guard.track(self.trainer.log_dir)
+            for callback in self._stage_checkpoints():
+                self.guard.track(callback.dirpath)
         if isinstance(self.datamodule, UnlearningDataModule):
+            if rank_zero_only.rank == 0:
+                self.guard.track(self.datamodule.split_file)
             self.datamodule.setup(stage)  # loads the source and the split now; the Trainer's own setup then reuses them
+            sample = next(iter(self.datamodule.eval_datasets().values()))[0][0]
+            check_network_takes_data(self.model, sample, self.datamodule.num_classes, self.datamodule.dataset_name)
+        elif self.datamodule is not None:
+            check_datamodule_serves(self.datamodule, stage)
+
+    def _stage_checkpoints(self) -> list[StageCheckpoint]:
+        return [callback for callback in self.trainer.callbacks if isinstance(callback, StageCheckpoint)]
 
     def before_fit(self) -> None:
-        if not self.config[self.subcommand].get("ckpt_path"):  # a fresh fit never replaces a finished stage's file
-            for callback in self.trainer.callbacks:
-                if isinstance(callback, StageCheckpoint):
-                    callback.refuse_overwriting()
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        for callback in self._stage_checkpoints():  # a fit never replaces a finished stage's file by starting over
+            if not ckpt_path:
+                callback.refuse_overwriting()
+            elif ckpt_path == "last" and not callback.last_file.exists():
+                callback.refuse_overwriting(nothing_to_resume=True)
         self._check_before_running("fit")
+        if rank_zero_only.rank == 0:  # DDP's other processes re-run this command while process 0 holds the locks
+            for callback in self._stage_checkpoints():
+                self.guard.hold(callback.dirpath, f"stage {callback.filename!r} in the checkpoint folder", f".{callback.filename}.lock")
 
     def before_validate(self) -> None:
         self._check_before_running("validate")
@@ -92,20 +133,26 @@ def main(args: list[str] | None = None) -> int:
     # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
     arguments = sys.argv[1:] if args is None else list(args)
+    guard = RunGuard()
+    refused = False
     try:
         if arguments[:1] == ["study"]:
             _study(arguments[1:])
         else:
-            UnlearnMCCLI(args=args)
+            UnlearnMCCLI(args=args, guard=guard)
     except argparse.ArgumentError as error:
+        refused = True
         print(f"unlearn-mc: error: {describe_config_error(error)}", file=sys.stderr)
         return 2
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None:
             raise
+        refused = True
         print(f"unlearn-mc: error: {user_error}", file=sys.stderr)
         return 2
+    finally:
+        guard.close(refused=refused)
     return 0
 
 

@@ -35,6 +35,17 @@ def find_user_error(error: BaseException) -> UnlearnMCError | None:
     return None
 
 
+_SENTENCE_END = re.compile(r"([.!?]+) +([A-Z])(?=[a-z])")
+
+
+def one_sentence(text: str) -> str:
+    """Another library's message as one sentence: its lines joined, code quotes (backticks) dropped, and each
+    further sentence joined to the first by a semicolon ("… or -1. You passed in -5." → "… or -1; you passed in -5.")."""
+    flat = " ".join(line.strip() for line in str(text).splitlines() if line.strip()).replace("`", "")
+    flat = _SENTENCE_END.sub(lambda match: f"{match[1] if len(match[1]) > 1 else ''}; {match[2].lower()}", flat).strip()
+    return flat if flat.endswith((".", "!", "?")) else f"{flat}."
+
+
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)":?\s*(.*)$')
 _CLASS_PATH = re.compile(r"^Problem with given class_path '([^']+)':\s*(.*)$")
 _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>")

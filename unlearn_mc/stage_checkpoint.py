@@ -42,10 +42,22 @@ class StageCheckpoint(ModelCheckpoint):
     def stage_file(self) -> Path:
         return Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
 
-    def refuse_overwriting(self) -> None:
-        """Raise ``UnlearnMCError`` when the stage file exists (a fresh fit would overwrite a finished result)."""
-        if self.stage_file.exists():
+    @property
+    def last_file(self) -> Path:
+        return Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+    def refuse_overwriting(self, nothing_to_resume: bool = False) -> None:
+        """Raise ``UnlearnMCError`` when the stage file exists: a fit that starts over would overwrite a finished
+        result. ``nothing_to_resume``: the fit asked for ``--ckpt_path last`` but there is no ``last`` file, so
+        Lightning would start over too."""
+        if not self.stage_file.exists():
+            return
+        if nothing_to_resume:
             raise UnlearnMCError(
-                f"checkpoint {str(self.stage_file)!r} already holds this stage from an earlier run; resume it with "
-                "--ckpt_path last, or move the file away to train the stage again."
+                f"--ckpt_path last finds no {str(self.last_file)!r} to resume from, and {str(self.stage_file)!r} already "
+                "holds this stage from an earlier run, so the fit would start over and replace it; move the file away to train the stage again."
             )
+        raise UnlearnMCError(
+            f"checkpoint {str(self.stage_file)!r} already holds this stage from an earlier run; resume it with "
+            "--ckpt_path last, or move the file away to train the stage again."
+        )

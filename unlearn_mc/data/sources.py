@@ -81,6 +81,35 @@ def _check_finite(array: np.ndarray, name: str, path: Path) -> None:
         raise UnlearnMCError(f"array {name!r} in {str(path)!r} holds NaN or infinite values in {bad} samples; clean the data first.")
 
 
+def _check_labels(labels: np.ndarray, name: str, path: Path) -> None:
+    """Labels are one integer class id in 0, 1, … per sample."""
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise UnlearnMCError(f"array {name!r} in {str(path)!r} has shape {labels.shape}; labels must be one class id per sample, shape (N,).")
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
+        raise UnlearnMCError(f"array {name!r} in {str(path)!r} has dtype {labels.dtype}; labels must be integers 0 … num_classes−1.")
+    if len(labels) and labels.min() < 0:
+        raise UnlearnMCError(f"array {name!r} in {str(path)!r} holds the label {int(labels.min())}; labels must be integers 0 … num_classes−1.")
+
+
+def _check_npz_shapes(contents: dict[str, np.ndarray], path: Path) -> None:
+    """``x`` is (N, …) with one sample per row of ``y``; ``x_test`` has the sample shape of ``x``; labels are class ids."""
+    for inputs, labels in (("x", "y"), ("x_test", "y_test")):
+        if inputs not in contents:
+            continue
+        x, y = contents[inputs], contents[labels]
+        if x.ndim < 2:
+            raise UnlearnMCError(f"array {inputs!r} in {str(path)!r} has shape {x.shape}; it must be (N, …) with one sample per row.")
+        _check_labels(y, labels, path)
+        if len(x) != len(y):
+            raise UnlearnMCError(f"npz file {str(path)!r}: {inputs!r} has {len(x)} samples but {labels!r} has {len(y)}.")
+    if "x_test" in contents and contents["x_test"].shape[1:] != contents["x"].shape[1:]:
+        raise UnlearnMCError(
+            f"npz file {str(path)!r}: 'x_test' samples have shape {contents['x_test'].shape[1:]} but 'x' samples {contents['x'].shape[1:]}; they must match."
+        )
+
+
 def load_npz_source(path: str | Path) -> SourceData:
     """A user's ``.npz`` with arrays ``x`` (N, …) and ``y`` (N,), optionally ``x_test``/``y_test``; x is used as given."""
     path = Path(path)
@@ -95,8 +124,7 @@ def load_npz_source(path: str | Path) -> SourceData:
         raise UnlearnMCError(f"npz file {str(path)!r} must hold both 'x_test' and 'y_test' or neither.")
     for key, array in contents.items():
         _check_finite(array, key, path)
-    if len(contents["x"]) != len(contents["y"]):
-        raise UnlearnMCError(f"npz file {str(path)!r}: 'x' has {len(contents['x'])} samples but 'y' has {len(contents['y'])}.")
+    _check_npz_shapes(contents, path)
     labels = torch.as_tensor(contents["y"]).long().reshape(-1)
     train = LabelledTensors(torch.as_tensor(contents["x"]).float(), labels)
     test, test_labels = None, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.study.analyses import ensemble_metrics, relearn_attack, relearn_subset
 from unlearn_mc.study.plan import endpoint_stage_id
 from unlearn_mc.study.report import MODEL_COLUMNS, write_report
-from unlearn_mc.study.runner import default_device, run_stages
+from unlearn_mc.run_guard import folder_lock
+from unlearn_mc.study.runner import check_stages, default_device, run_stages
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Row
 
@@ -90,12 +92,16 @@ def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
     """Validate the study, run or reuse every stage, run the analyses and write ``report.md``; return its path."""
     started = time.perf_counter()
     study = load_study(path)
+    check_stages(study)  # refuse a changed stage before the folder is locked (and so created)
     say(f"study {study.path} -> {study.output_dir}")
-    results = run_stages(study, say)
-    if rank_zero_only.rank != 0:  # under DDP every process runs the stages; one writes the analyses
-        return study.output_dir / "report.md"
-    analyses = run_analyses(study, results, say)
-    report = write_report(study, results, analyses, time.perf_counter() - started)
-    _log_analyses(study, analyses)
+    with contextlib.ExitStack() as held:
+        if rank_zero_only.rank == 0:  # DDP's other processes re-run this command while process 0 holds the lock
+            held.enter_context(folder_lock(study.output_dir, "study folder"))
+        results = run_stages(study, say)
+        if rank_zero_only.rank != 0:  # under DDP every process runs the stages; one writes the analyses
+            return study.output_dir / "report.md"
+        analyses = run_analyses(study, results, say)
+        report = write_report(study, results, analyses, time.perf_counter() - started)
+        _log_analyses(study, analyses)
     say(f"report: {report}")
     return report

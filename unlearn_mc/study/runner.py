@@ -166,11 +166,17 @@ def run_stages(study: StudySpec, say: Callable[[str], None] = print) -> dict[str
         return _run_stages(study, say)
 
 
+def check_stages(study: StudySpec) -> dict[str, str]:
+    """Each planned stage's status (``done`` or ``pending``); raise ``UnlearnMCError`` for an unwritable output
+    folder or a finished stage whose config changed, before any work."""
+    ensure_writable_dir(study.output_dir, "study output")
+    return {stage.id: stage_status(stage, study.output_dir) for stage in plan_study(study)}
+
+
 def _run_stages(study: StudySpec, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     root = study.output_dir
-    ensure_writable_dir(root, "study output")
     stages = plan_study(study)
-    statuses = {stage.id: stage_status(stage, root) for stage in stages}  # refuse changed stages before any work
+    statuses = check_stages(study)
     results: dict[str, dict[str, Any]] = {}
     width = len(str(len(stages)))
     for number, stage in enumerate(stages, 1):
