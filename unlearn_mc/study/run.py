@@ -3,27 +3,49 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
+import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader, Subset
 
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
-from unlearn_mc.study.analyses import ensemble_metrics, relearn_attack, relearn_subset
-from unlearn_mc.study.plan import endpoint_stage_id
-from unlearn_mc.study.report import MODEL_COLUMNS, write_report
+from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
+from unlearn_mc.study.plan import endpoint_stage_id, plan_study
+from unlearn_mc.study.report import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status, write_report
 from unlearn_mc.run_guard import folder_lock
-from unlearn_mc.study.runner import check_stages, default_device, run_stages
+from unlearn_mc.study.runner import check_stages, default_device, quiet_lightning, run_stages, write_json_atomically
 from unlearn_mc.study.spec import StudySpec, load_study
-from unlearn_mc.study.tables import Row
+from unlearn_mc.study.tables import Failures, Row, write_csv
 
 
 def _datamodule(study: StudySpec) -> UnlearningDataModule:
-    datamodule = UnlearningDataModule(**study.data, split_file=str(study.output_dir / "split.json"))
+    """The DataModule exactly as the stages build it: through the CLI, from the ``original`` stage's data config.
+
+    LightningCLI records the parsed data settings, defaults included, as the DataModule's hyper-parameters,
+    and those are what the persisted split is checked against; building the class directly would record other
+    values (e.g. ``forget_ratio=None`` instead of the default 0.1 under the class rule) and be refused by the split.
+    """
+    from unlearn_mc.cli import UnlearnMCCLI
+
+    config = copy.deepcopy(next(stage for stage in plan_study(study) if stage.id == "original").config)
+    config["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+                         "enable_progress_bar": False, "enable_model_summary": False}  # the Trainer is not used
+    command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI would also parse our command line
+    try:
+        with quiet_lightning():
+            datamodule = UnlearnMCCLI(args=config, run=False).datamodule
+    finally:
+        sys.argv = command_line
     datamodule.setup()
     return datamodule
 
@@ -33,45 +55,135 @@ def _endpoint_net(study: StudySpec, name: str, device: torch.device):
     return load_network_weights(instantiate(study.net), path).to(device).eval()
 
 
-def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str], None] = print) -> dict[str, list[Row]]:
-    """Ensembles along each trained curve and the relearning attack on its endpoints, best t and ensemble members."""
-    from unlearn_mc.curves import CurveModule
+def _finite_or_reason(metrics: dict[str, float], where: str) -> tuple[str, str]:
+    bad = [column for column in MODEL_COLUMNS if not math.isfinite(metrics.get(column, 0.0))]
+    return ("ok", "") if not bad else ("non-finite", f"{', '.join(bad)} of {where} are non-finite.")
 
-    ensemble_spec, relearn_spec = study.analyses.get("ensemble"), study.analyses.get("relearn")
-    trained = [r for r in results.values() if r["kind"] == "curve" and r["info"]["num_bends"] > 2]
-    if not trained or (ensemble_spec is None and relearn_spec is None):
-        return {}
-    device = default_device(study)
-    datamodule = _datamodule(study)
-    loaders = datamodule.eval_dataloaders()
+
+def _ensemble_rows(study: StudySpec, trained: list[dict], curves, loaders, statuses, device) -> list[Row]:
+    spec = study.analyses["ensemble"]
+    points = [float(t) for t in spec.get("points", [0.25, 0.5, 0.75])]
     bn_batches = study.evaluation.get("bn_batches")
-    ensemble_rows: list[Row] = []
-    relearn_rows: list[Row] = []
+    rows: list[Row] = []
+    for result in trained:
+        info, curve_rows = result["info"], result["curve"]["rows"]
+        status = pair_status(statuses, info["start"], info["end"])
+        try:
+            ensemble = ensemble_metrics(curves[result["stage"]], points, loaders, loaders["retain"], bn_batches, device)
+            ensemble_status, reason = _finite_or_reason(ensemble, "the ensemble")
+        except NonFiniteError as error:
+            ensemble, ensemble_status, reason = {}, "non-finite", str(error)
+        for label, metrics, (row_status, row_reason) in (("t=0", curve_rows[0], _finite_or_reason(curve_rows[0], "t=0")),
+                                                         ("t=1", curve_rows[-1], _finite_or_reason(curve_rows[-1], "t=1")),
+                                                         ("ensemble", ensemble, (ensemble_status, reason))):
+            rows.append({"curve": result["stage"], "model": label, "endpoint_status": status,
+                         **{c: metrics.get(c, math.nan) for c in MODEL_COLUMNS}, "status": row_status, "reason": row_reason})
+    return rows
+
+
+def _relearn_models(study: StudySpec, trained: list[dict], curves, loaders, statuses, device) -> Iterator[tuple[str, str, str, torch.nn.Module]]:
+    """(curve, model, endpoint_status, net), one at a time: the controls and every method endpoint once, then each trained
+    curve's best t and ensemble members (BatchNorm recalibrated on the retain data at each t, as in the curve evaluation)."""
+    for name in study.endpoints:
+        yield "", name, pair_status(statuses, name), _endpoint_net(study, name, device)
+    bn_batches = study.evaluation.get("bn_batches")
     for result in trained:
         stage_dir = study.output_dir / "stages" / result["stage"]
-        curve = CurveModule.load_curve(stage_dir / "model.ckpt", instantiate(study.net)).to(device).eval()
-        rows = result["curve"]["rows"]
-        if ensemble_spec is not None:
-            points = [float(t) for t in ensemble_spec.get("points", [0.25, 0.5, 0.75])]
-            say(f"  analyses: ensemble of {len(points)} points on {result['stage']}")
-            for label, metrics in (("t=0", rows[0]), ("t=1", rows[-1]), ("ensemble", ensemble_metrics(curve, points, loaders, loaders["retain"], bn_batches, device))):
-                ensemble_rows.append({"curve": result["stage"], "model": label, **{c: metrics.get(c) for c in MODEL_COLUMNS}})
-        if relearn_spec is not None:
-            say(f"  analyses: relearning attack on {result['stage']}")
-            steps = list(relearn_spec.get("steps", [5, 10, 15, 20, 25]))
-            data = relearn_subset(datamodule.eval_datasets()["forget"], float(relearn_spec.get("forget_fraction", 0.1)), study.seed)
-            models = {result["info"]["start"]: _endpoint_net(study, result["info"]["start"], device),
-                      result["info"]["end"]: _endpoint_net(study, result["info"]["end"], device)}
-            best_t = result["curve"]["summary"]["best"]["t"]
-            models[f"best t={best_t:.2f}"] = load_network_weights(instantiate(study.net), stage_dir / "best_t.pt").to(device).eval()
-            for t in (ensemble_spec or {}).get("points", []):
-                curve.recalibrate_bn(float(t), loaders["retain"], bn_batches)
-                models[f"member t={float(t):.2f}"] = curve.network_at(float(t)).eval()
-            for label, net in models.items():
-                record = relearn_attack(net, data, loaders["forget"], steps, lr=float(relearn_spec.get("lr", 0.01)),
-                                        batch_size=int(relearn_spec.get("batch_size", 16)), seed=study.seed, device=device)
-                relearn_rows.append({"curve": result["stage"], "model": label, **{f"forget_acc_step_{s}": v for s, v in sorted(record.items())}})
-    return {"ensemble": ensemble_rows, "relearn": relearn_rows}
+        status = pair_status(statuses, result["info"]["start"], result["info"]["end"])
+        best_t = result["curve"]["summary"]["best"]["t"]
+        yield result["stage"], f"best t={best_t:.2f}", status, load_network_weights(instantiate(study.net), stage_dir / "best_t.pt").to(device).eval()
+        for t in (study.analyses.get("ensemble") or {}).get("points", []):
+            curves[result["stage"]].recalibrate_bn(float(t), loaders["retain"], bn_batches)
+            yield result["stage"], f"member t={float(t):.2f}", status, curves[result["stage"]].network_at(float(t)).eval()
+
+
+def _relearn_rows(study: StudySpec, trained: list[dict], curves, datamodule: UnlearningDataModule, loaders, statuses, device,
+                  say: Callable[[str], None]) -> list[Row]:
+    """The relearning attack (``forget``: fine-tune on a seeded part of D_f) and its ``retain_only`` variant (fine-tune on
+    D_r alone, same steps) on every model of ``_relearn_models``; recovery is scored on the rest of D_f only.
+
+    Per row: ``forget_acc_step_s`` = accuracy on the held-out part after s steps, ``gain`` = forget_acc_step_S −
+    forget_acc_step_0 (S the last step) and ``gain_beyond_retrain`` = gain − the retrain control's gain under the same attack.
+    """
+    spec = study.analyses["relearn"]
+    steps = list(spec.get("steps", [5, 10, 15, 20, 25]))
+    fraction, lr, batch_size = float(spec.get("forget_fraction", 0.1)), float(spec.get("lr", 0.01)), int(spec.get("batch_size", 16))
+    attacks = list(spec.get("attacks", RELEARN_ATTACKS))
+    forget = datamodule.scoring_dataset("forget")
+    fine_tune, scored = relearn_split(len(forget), fraction, study.seed)
+    forget_indices = list(datamodule.split.forget)
+    write_json_atomically({"forget_fraction": fraction, "seed": study.seed,
+                           "fine_tune": [int(forget_indices[p]) for p in fine_tune], "scored": [int(forget_indices[p]) for p in scored]},
+                          study.output_dir / "relearn_split.json")
+    data = {"forget": Subset(forget, fine_tune.tolist()), "retain_only": datamodule.scoring_dataset("retain")}
+    scored_loader = DataLoader(Subset(forget, scored.tolist()), batch_size=datamodule.hparams.eval_batch_size)
+    rows: list[Row] = []
+    for curve, label, status, net in _relearn_models(study, trained, curves, loaders, statuses, device):
+        say(f"  analyses: relearning attack on {f'{curve}: ' if curve else ''}{label}")
+        for attack in attacks:
+            record = relearn_attack(net, data[attack], scored_loader, loaders["test"], steps, lr=lr, batch_size=batch_size,
+                                    seed=study.seed, device=device)
+            accuracies = [record.forget_acc[s] for s in sorted(record.forget_acc)]
+            rows.append({"curve": curve, "model": label, "attack": attack, "endpoint_status": status, "status": record.status,
+                         "fine_tune_n": len(data[attack]), "scored_n": len(scored),
+                         **{f"forget_acc_step_{s}": v for s, v in sorted(record.forget_acc.items())},
+                         "gain": accuracies[-1] - accuracies[0], "gain_beyond_retrain": math.nan,
+                         "test_acc_before": record.test_acc_before, "test_acc_after": record.test_acc_after, "reason": record.reason})
+    for attack in attacks:
+        reference = next(row["gain"] for row in rows if row["model"] == "retrain" and not row["curve"] and row["attack"] == attack)
+        for row in rows:
+            if row["attack"] == attack:
+                row["gain_beyond_retrain"] = row["gain"] - reference
+    return rows
+
+
+def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str], None] = print,
+                 statuses: dict[str, dict] | None = None, failures: Failures | None = None,
+                 datamodule: UnlearningDataModule | None = None) -> dict[str, list[Row]]:
+    """Ensembles along each trained curve, and the relearning attack on the controls, the method endpoints and each
+    trained curve's best t and ensemble members.
+
+    Each analysis runs on its own: one that raises is recorded in ``failures`` (one sentence) and its CSV is
+    removed, and each that finishes has its CSV written at once, so a failure loses nothing else.
+    """
+    from unlearn_mc.curves import CurveModule
+
+    failures = failures if failures is not None else Failures()
+    wanted = [name for name in ("ensemble", "relearn") if study.analyses.get(name) is not None]
+    trained = [r for r in results.values() if r["kind"] == "curve" and r["info"]["num_bends"] > 2]
+    if "ensemble" in wanted and not trained:
+        wanted.remove("ensemble")  # nothing to ensemble along
+    if not wanted:
+        return {}
+    device = default_device(study)
+    if datamodule is None:
+        datamodule = failures.attempt("analysis data", lambda: _datamodule(study))
+        if datamodule is None:
+            say(f"  analyses: skipped ({failures.reasons['analysis data']})")
+            return {}
+    loaders = datamodule.eval_dataloaders()
+    curves = {}
+
+    def curve_of(result: dict):
+        if result["stage"] not in curves:
+            path = study.output_dir / "stages" / result["stage"] / "model.ckpt"
+            curves[result["stage"]] = CurveModule.load_curve(path, instantiate(study.net)).to(device).eval()
+        return curves[result["stage"]]
+
+    analyses: dict[str, list[Row]] = {}
+    builders = {"ensemble": lambda: _ensemble_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, loaders, statuses, device),
+                "relearn": lambda: _relearn_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, datamodule, loaders, statuses, device, say)}
+    for name in wanted:
+        say(f"  analyses: {name}")
+        rows = failures.attempt(name, builders[name])
+        if rows is None:
+            say(f"  analyses: {name} failed: {failures.reasons[name]}")
+            (study.output_dir / f"{name}.csv").unlink(missing_ok=True)
+            continue
+        analyses[name] = rows
+        if rows:
+            write_csv(rows, study.output_dir / f"{name}.csv")
+    return analyses
 
 
 def _log_analyses(study: StudySpec, analyses: dict[str, list[Row]]) -> None:
@@ -80,12 +192,29 @@ def _log_analyses(study: StudySpec, analyses: dict[str, list[Row]]) -> None:
     with SummaryWriter(str(study.output_dir / "tensorboard" / "analyses")) as writer:
         for row in analyses.get("ensemble", []):
             for column in MODEL_COLUMNS:
-                if row.get(column) is not None:
+                if isinstance(row.get(column), float) and math.isfinite(row[column]):
                     writer.add_scalar(f"ensemble/{row['curve']}/{row['model']}/{column}", row[column], 0)
         for row in analyses.get("relearn", []):
+            where = f"{row['curve']}/{row['model']}" if row["curve"] else row["model"]
             for key, value in row.items():
-                if key.startswith("forget_acc_step_"):
-                    writer.add_scalar(f"relearn/{row['curve']}/{row['model']}", value, int(key.rsplit("_", 1)[-1]))
+                if key.startswith("forget_acc_step_") and math.isfinite(value):
+                    writer.add_scalar(f"relearn/{row['attack']}/{where}", value, int(key.rsplit("_", 1)[-1]))
+
+
+def check_collapse(study: StudySpec, statuses: dict[str, dict]) -> None:
+    """With ``evaluation.on_collapse: stop``, refuse to go on past a collapsed endpoint, in one sentence."""
+    if study.evaluation.get("on_collapse", "report") != "stop":
+        return
+    collapsed = [entry["reason"].rstrip(".") for entry in statuses.values() if entry["collapsed"]]
+    if collapsed:
+        raise UnlearnMCError(f"{'; '.join(collapsed)}; the study stops here because evaluation.on_collapse is 'stop' "
+                             "(set it to 'report' to go on and mark the endpoint).")
+
+
+def _statuses(study: StudySpec, results: dict[str, dict], failures: Failures,
+              datamodule: UnlearningDataModule | None) -> dict[str, dict] | None:
+    num_classes = datamodule.num_classes if datamodule is not None else None
+    return failures.attempt("endpoint status", lambda: endpoint_statuses(study, results, num_classes))
 
 
 def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
@@ -97,11 +226,18 @@ def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
     with contextlib.ExitStack() as held:
         if rank_zero_only.rank == 0:  # DDP's other processes re-run this command while process 0 holds the lock
             held.enter_context(folder_lock(study.output_dir, "study folder"))
+        if study.evaluation.get("on_collapse") == "stop":  # the endpoints first, so no curve is fitted to a collapsed one
+            endpoints_only = dataclasses.replace(study, pairs=[], matrix=[], paths_from=[])
+            endpoint_results = run_stages(endpoints_only, say)
+            check_collapse(study, endpoint_statuses(study, endpoint_results, declared_num_classes(study) or _datamodule(study).num_classes))
         results = run_stages(study, say)
         if rank_zero_only.rank != 0:  # under DDP every process runs the stages; one writes the analyses
             return study.output_dir / "report.md"
-        analyses = run_analyses(study, results, say)
-        report = write_report(study, results, analyses, time.perf_counter() - started)
-        _log_analyses(study, analyses)
+        failures = Failures()
+        datamodule = failures.attempt("analysis data", lambda: _datamodule(study))
+        statuses = _statuses(study, results, failures, datamodule)
+        analyses = run_analyses(study, results, say, statuses, failures, datamodule) if datamodule is not None else {}
+        failures.attempt("TensorBoard scalars of the analyses", lambda: _log_analyses(study, analyses))
+        report = write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures)
     say(f"report: {report}")
     return report

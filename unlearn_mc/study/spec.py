@@ -201,6 +201,30 @@ def _families(raw: dict) -> dict[str, FamilySpec]:
     return families
 
 
+def _relearn(relearn: Any) -> None:
+    from unlearn_mc.study.analyses import RELEARN_ATTACKS
+
+    if not isinstance(relearn, dict):
+        _fail("analyses.relearn must be a mapping, e.g. {steps: [5, 10], forget_fraction: 0.2, lr: 0.01}.")
+    _unknown_keys("analyses.relearn", relearn, {"steps", "forget_fraction", "lr", "batch_size", "attacks", "test_drop_margin"})
+    steps = relearn.get("steps", [5, 10, 15, 20, 25])
+    if not isinstance(steps, list) or not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
+        _fail(f"analyses.relearn.steps={steps!r} must be a non-empty list of positive integers.")
+    fraction = relearn.get("forget_fraction", 0.1)
+    if not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
+        _fail(f"analyses.relearn.forget_fraction={fraction!r} must lie strictly between 0 and 1 (the rest of D_f scores the recovery).")
+    for key, default in (("lr", 0.01), ("test_drop_margin", 0.05)):
+        value = relearn.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 if key == "lr" else value >= 0):
+            _fail(f"analyses.relearn.{key}={value!r} must be a {'positive' if key == 'lr' else 'non-negative'} number.")
+    batch_size = relearn.get("batch_size", 16)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        _fail(f"analyses.relearn.batch_size={batch_size!r} must be a positive integer.")
+    attacks = relearn.get("attacks", list(RELEARN_ATTACKS))
+    if not isinstance(attacks, list) or not attacks or any(a not in RELEARN_ATTACKS for a in attacks) or "forget" not in attacks:
+        _fail(f"analyses.relearn.attacks={attacks!r} must list 'forget' and optionally 'retain_only'.")
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study YAML; every error is one ``UnlearnMCError`` sentence, raised before any training."""
     from unlearn_mc.curves.evaluate_curve import make_t_grid
@@ -249,24 +273,27 @@ def load_study(path: str | Path) -> StudySpec:
         if name not in FIXED_ENDPOINTS:
             _fail(f"curves.paths_from names {name!r}; use original and/or retrain.")
     evaluation = dict(raw.get("evaluation") or {})
-    _unknown_keys("evaluation", evaluation, {"t_grid", "bn_batches", "tolerance", "best_by", "retain_floor"})
+    _unknown_keys("evaluation", evaluation, {"t_grid", "bn_batches", "tolerance", "best_by", "retain_floor", "collapse_floor", "on_collapse"})
+    floor = evaluation.get("collapse_floor")
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0):
+        _fail(f"evaluation.collapse_floor={floor!r} must be an accuracy in [0, 1] (or absent for 1.5 × chance only).")
+    if evaluation.get("on_collapse", "report") not in ("report", "stop"):
+        _fail(f"evaluation.on_collapse={evaluation['on_collapse']!r} must be 'report' (mark collapsed endpoints) or 'stop'.")
     evaluation["t_grid"] = make_t_grid(evaluation.get("t_grid", 11))
     evaluation.setdefault("tolerance", 0.01)  # the MCU tolerance, read by the curve stages and the report
     analyses = dict(raw.get("analyses") or {})
     _unknown_keys("analyses", analyses, {"ensemble", "relearn"})
     ensemble = analyses.get("ensemble")
     if ensemble is not None:
+        if not isinstance(ensemble, dict):
+            _fail("analyses.ensemble must be a mapping, e.g. {points: [0.25, 0.5, 0.75]}.")
+        _unknown_keys("analyses.ensemble", ensemble, {"points"})
         points = ensemble.get("points", [0.25, 0.5, 0.75])
         if not points or any(not 0.0 <= float(t) <= 1.0 for t in points):
             _fail(f"analyses.ensemble.points={points!r} must be a non-empty list of t in [0, 1].")
     relearn = analyses.get("relearn")
     if relearn is not None:
-        steps = relearn.get("steps", [5, 10, 15, 20, 25])
-        if not steps or any(not isinstance(s, int) or s < 1 for s in steps):
-            _fail(f"analyses.relearn.steps={steps!r} must be a non-empty list of positive integers.")
-        fraction = relearn.get("forget_fraction", 0.1)
-        if not 0.0 < float(fraction) <= 1.0:
-            _fail(f"analyses.relearn.forget_fraction={fraction!r} must lie in (0, 1].")
+        _relearn(relearn)
     output_dir = Path(raw.get("output_dir", f"studies/{path.stem}"))
     return StudySpec(
         path=path, output_dir=output_dir, seed=seed, trainer=dict(raw.get("trainer") or {}), net=net, data=data, base=base,

@@ -5,18 +5,22 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 def format_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4f}"
+        if math.isnan(value):
+            return "–"
+        return f"{value:.4f}" if math.isfinite(value) else "non-finite"
     if value is None:
         return "–"
     return str(value)
@@ -41,3 +45,42 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
+
+
+def failure_sentence(error: BaseException) -> str:
+    """An exception as one sentence: the message of an ``UnlearnMCError``, else the type and the message's first sentence."""
+    from unlearn_mc.errors import UnlearnMCError, one_sentence
+
+    text = one_sentence(str(error)) if str(error).strip() else "no message."
+    if len(text) > 300:
+        text = text[:297].rstrip() + "…."
+    return text if isinstance(error, UnlearnMCError) else f"{type(error).__name__}: {text}"
+
+
+class Failures:
+    """Which parts of a study's analysis failed, and why.
+
+    ``attempt(name, build)`` returns ``build()``, or, when it raises, records the exception as one sentence
+    (with its traceback for the log) and returns None: no analysis can end a study.
+    """
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+        self.tracebacks: dict[str, str] = {}
+
+    def attempt(self, name: str, build: Callable[[], T]) -> T | None:
+        try:
+            return build()
+        except Exception as error:  # noqa: BLE001 - an analysis's failure is reported, not raised
+            self.reasons[name] = failure_sentence(error)
+            self.tracebacks[name] = traceback.format_exc()
+            return None
+
+    def write_log(self, path: Path) -> None:
+        """Write every traceback to ``path`` (atomically), or remove a stale log when nothing failed."""
+        if not self.tracebacks:
+            path.unlink(missing_ok=True)
+            return
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text("\n".join(f"== {name}\n{text}" for name, text in self.tracebacks.items()))
+        os.replace(temporary, path)
