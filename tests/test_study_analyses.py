@@ -98,8 +98,9 @@ def test_class_forgetting_study_reports_statuses_and_relearn_controls(class_stud
     assert "endpoint_status" in _rows(folder / "out" / "curves.csv")[0]
 
 
-def test_recovery_is_scored_on_the_held_out_part_of_the_forget_set_only(class_study):
+def test_recovery_is_scored_on_the_held_out_part_of_the_forget_set_only(class_study, monkeypatch):
     folder, _, calls = class_study
+    monkeypatch.chdir(folder)  # the study's output_dir is relative
     split = json.loads((folder / "out" / "split.json").read_text())
     recorded = json.loads((folder / "out" / "relearn_split.json").read_text())
     fine_tune, scored = set(recorded["fine_tune"]), set(recorded["scored"])
@@ -177,9 +178,10 @@ def test_a_collapsed_endpoint_is_named_and_on_collapse_stop_refuses(class_study)
     assert not (folder / "out" / "stages" / "curve-linear-retrain--ga_big").exists()
 
 
-def test_the_study_floor_marks_collapse(class_study):
+def test_the_study_floor_marks_collapse(class_study, monkeypatch):
     """collapse_floor raises the threshold above 1.5 × chance: every endpoint below it is collapsed."""
     folder, _, _ = class_study
+    monkeypatch.chdir(folder)
     study = load_study(folder / "study.yaml")
     results = {stage: json.loads((folder / "out" / "stages" / stage / "result.json").read_text()) for stage in ("original", "retrain", "method-ft")}
     assert {entry["status"] for entry in endpoint_statuses(study, results, 10).values()} == {"ok"}
