@@ -21,7 +21,7 @@ from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.models import SmallCNN
 from unlearn_mc.study import load_study, run_study
 from unlearn_mc.study import run as study_run
-from unlearn_mc.study.analyses import relearn_attack, relearn_split
+from unlearn_mc.study.analyses import NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.report import endpoint_statuses
 
 pytestmark = pytest.mark.slow
@@ -206,6 +206,19 @@ def test_relearn_split_and_a_non_finite_attack_without_a_study():
     assert record.status == "ok" and set(record.forget_acc) == {0, 2, 4} and math.isfinite(record.test_acc_after)
     blown = relearn_attack(net, data, loader, loader, [2, 4], lr=float("inf"))
     assert blown.status == "non-finite" and "step 1" in blown.reason and math.isnan(blown.forget_acc[4]) and math.isnan(blown.test_acc_after)
+
+
+def test_an_ensemble_member_with_non_finite_outputs_raises_a_named_error():
+    class NaNCurve:
+        def eval(self):
+            return self
+
+        def network_fn(self, t):
+            return lambda inputs: torch.full((len(inputs), 3), math.nan)
+
+    loader = DataLoader(TensorDataset(torch.randn(8, 4), torch.randint(0, 3, (8,))), batch_size=4)
+    with pytest.raises(NonFiniteError, match=r"t=0.50 gave non-finite outputs on the forget split"):
+        ensemble_metrics(NaNCurve(), [0.5], {"forget": loader}, None, None, torch.device("cpu"))
 
 
 @pytest.mark.parametrize(
