@@ -1,14 +1,17 @@
 """Pieces shared by several unlearning methods: per-sample loss terms, frozen reference
-networks that stay in eval mode, and reading the weights behind a ``forward``."""
+networks that stay in eval mode, reading the weights (and the mode) behind a ``forward``,
+and the length of the training forget loader."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import UnlearningModule, frozen_copy
@@ -56,6 +59,51 @@ def forward_parameters(forward: Callable[[Tensor], Tensor]) -> list[Tensor]:
         f"this loss needs the weights of the model behind forward={forward!r}; pass an nn.Module, or a callable "
         "with a `parameters()` method or a `params` mapping of its weights."
     )
+
+
+def forward_is_training(forward: Callable[[Tensor], Tensor], default: bool) -> bool:
+    """Whether the model behind ``forward`` is in training mode: ``forward.training`` for an ``nn.Module``,
+    ``forward.net.training`` for a callable carrying its module as ``net`` (a curve's ``PointForward``
+    at φ(t)), else ``default``."""
+    if isinstance(forward, nn.Module):
+        return forward.training
+    net = getattr(forward, "net", None)
+    if isinstance(net, nn.Module):
+        return net.training
+    return default
+
+
+@contextmanager
+def batch_statistics(net: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, every BatchNorm layer of ``net`` normalises with the statistics of the batch it
+    is given, as it does in training mode, and leaves its running statistics untouched; every other
+    layer keeps its mode (a frozen reference stays in eval mode: no dropout).
+
+    It is how a frozen reference is evaluated "in the student's mode" on a batch: with equal weights,
+    its outputs then equal the training-mode student's, bit for bit.
+    """
+    layers = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in layers]
+    try:
+        for m in layers:
+            # training mode without tracking: F.batch_norm gets no running statistics, so it uses
+            # the batch's and updates nothing
+            m.training, m.track_running_stats = True, False
+        yield net
+    finally:
+        for m, (training, tracking) in zip(layers, saved):
+            m.training, m.track_running_stats = training, tracking
+
+
+def forget_loader_length(trainer) -> int | None:
+    """The number of batches of the trainer's training ``forget`` loader, or None if it has none or it is unsized."""
+    loaders = getattr(trainer, "train_dataloader", None)
+    if isinstance(loaders, Mapping) and "forget" in loaders:
+        try:
+            return len(loaders["forget"])
+        except TypeError:
+            return None
+    return None
 
 
 def randomly_initialised_copy(net: nn.Module, seed: int) -> nn.Module:

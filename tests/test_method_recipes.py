@@ -1,0 +1,79 @@
+"""Method recipes as their references define them (issue 12): NPO's reference in the student's BatchNorm
+mode, SCRUB's CIFAR-10 max-step epochs, RandomLabel/SalUn's two pass schedules, the runtime terms, resuming
+with the runtime and avg_gap, the SuperLoss value, the divergence guard's last finite weights and
+``best_by=auto`` under random forgetting without a retrain reference.
+
+Fast: a width-8 digits SmallCNN with random weights and data-set BatchNorm statistics stands for the original.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import make_datamodule, quiet_trainer
+from torch.utils.data import DataLoader
+
+from unlearn_mc.models import SmallCNN
+from unlearn_mc.unlearning import NPO
+
+pytestmark = pytest.mark.numerics
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_net() -> SmallCNN:
+    return SmallCNN(in_channels=1, num_classes=10, width=8)
+
+
+@dataclass
+class Tiny:
+    workdir: Path
+    original: Path  # random weights, BatchNorm running statistics of all of D
+
+    def datamodule(self, rule: str = "random", **overrides):
+        return make_datamodule(self.workdir, rule, **overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Tiny:
+    workdir = tmp_path_factory.mktemp("recipes")
+    torch.manual_seed(0)
+    net = tiny_net().train()
+    datamodule = make_datamodule(workdir, "class")
+    datamodule.setup()
+    with torch.no_grad():  # running statistics of the whole training set, as a trained original has
+        for inputs, _ in DataLoader(datamodule.train_dataset("full"), batch_size=256):
+            net(inputs)
+    path = workdir / "original.pt"
+    torch.save(net.state_dict(), path)
+    return Tiny(workdir, path)
+
+
+def forget_batch(tiny: Tiny, rule: str = "class", size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    datamodule = tiny.datamodule(rule)
+    datamodule.setup()
+    inputs, targets = next(iter(DataLoader(datamodule.train_dataset("forget"), batch_size=size)))
+    return inputs, targets
+
+
+# ------------------------------------------------------------------ 1. NPO
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_npo_weight_is_exactly_one_at_the_start_in_either_mode(tiny, mode):
+    module = NPO(tiny_net(), str(tiny.original), beta=0.1).train(mode == "train")
+    inputs, targets = forget_batch(tiny)  # one class: its batch statistics are far from the running ones
+    running = {name: b.clone() for name, b in module.reference.named_buffers()}
+    current, reference = module.forget_losses(module.net, inputs, targets)
+    assert torch.equal(current, reference)
+    weight = 2 * torch.sigmoid(module.beta * (reference - current.detach()))
+    assert torch.equal(weight, torch.ones_like(weight))
+    # the reference's running statistics are untouched and it is back in eval mode
+    assert all(torch.equal(b, running[name]) for name, b in module.reference.named_buffers())
+    assert not any(m.training for m in module.reference.modules())
+    if mode == "train":  # the eval-mode reference (the old convention) would not have matched
+        with torch.no_grad():
+            eval_reference = torch.nn.functional.cross_entropy(module.reference(inputs), targets, reduction="none")
+        assert not torch.allclose(eval_reference, current.detach())
