@@ -77,3 +77,24 @@ def test_npo_weight_is_exactly_one_at_the_start_in_either_mode(tiny, mode):
         with torch.no_grad():
             eval_reference = torch.nn.functional.cross_entropy(module.reference(inputs), targets, reduction="none")
         assert not torch.allclose(eval_reference, current.detach())
+
+
+# ------------------------------------------------------------------ 2. SCRUB's CIFAR-10 recipe
+def cifar_recipe(name: str) -> dict:
+    return yaml.safe_load((ROOT / "configs/cifar10/unlearn" / f"{name}.yaml").read_text())
+
+
+def test_scrub_cifar10_recipe_max_steps_in_epochs_one_and_two_only(tiny):
+    config = cifar_recipe("scrub")
+    args = config["model"]["init_args"]
+    assert config["trainer"]["max_epochs"] == 3
+    assert args["max_steps_epochs"] == 2  # the repository's `epoch <= msteps`, msteps = 2, epochs counted from 1
+    # its forget batch 512: 4,500 forget images give ceil(4500 / 512) = 9 max-steps per max epoch
+    assert args["max_steps_per_epoch"] == math.ceil(4500 / 512) == 9
+    assert config["data"]["init_args"]["batch_size"] == 256
+    from unlearn_mc.unlearning import SCRUB
+
+    module = SCRUB(tiny_net(), str(tiny.original), max_steps_epochs=args["max_steps_epochs"], max_steps_per_epoch=args["max_steps_per_epoch"])
+    steps_per_epoch = math.ceil(40500 / 256)  # one pass over D_r
+    max_steps = [sum(module.phase_at(epoch, step) == "max" for step in range(steps_per_epoch)) for epoch in range(3)]
+    assert max_steps == [9, 9, 0]
