@@ -98,3 +98,86 @@ def test_scrub_cifar10_recipe_max_steps_in_epochs_one_and_two_only(tiny):
     steps_per_epoch = math.ceil(40500 / 256)  # one pass over D_r
     max_steps = [sum(module.phase_at(epoch, step) == "max" for step in range(steps_per_epoch)) for epoch in range(3)]
     assert max_steps == [9, 9, 0]
+
+
+# ------------------------------------------------------------------ 3. RandomLabel / SalUn passes
+def spying(cls):
+    """``cls`` recording, at every training step, which part of the dict batch each network call saw."""
+
+    class Spy(cls):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.calls: list[tuple[int, int, list[str]]] = []  # (epoch, batch_idx, parts seen)
+            self._batch = None
+            self.net.register_forward_pre_hook(self._see)
+
+        def _see(self, _module, args) -> None:
+            if self._batch is None:
+                return
+            x = args[0]
+            forget, retain = self._batch["forget"][0], self._batch["retain"][0]
+            seen = "forget" if torch.equal(x, forget) else "retain" if torch.equal(x, retain) else \
+                "joint" if torch.equal(x, torch.cat([forget, retain])) else "other"
+            self.calls[-1][2].append(seen)
+
+        def training_step(self, batch, batch_idx: int):
+            self._batch = batch
+            self.calls.append((self.current_epoch, batch_idx, []))
+            try:
+                return super().training_step(batch, batch_idx)
+            finally:
+                self._batch = None
+
+    return Spy
+
+
+@pytest.mark.parametrize("method", ["RandomLabel", "SalUn"])
+@pytest.mark.parametrize("passes", ["concatenated", "forget_then_retain"])
+def test_random_label_passes_train_on_what_they_say(tiny, method, passes):
+    import unlearn_mc.unlearning as methods
+
+    module = spying(getattr(methods, method))(
+        tiny_net(), str(tiny.original), optimizer=lambda p: torch.optim.SGD(p, lr=0.01), passes=passes, label_draw="all_classes",
+    )
+    datamodule = tiny.datamodule("random")
+    quiet_trainer(max_epochs=2, limit_val_batches=0).fit(module, datamodule=datamodule)
+    forget_steps = math.ceil(len(datamodule.train_dataset("forget")) / 64)
+    retain_steps = math.ceil(len(datamodule.train_dataset("retain")) / 64)
+    assert len(module.calls) == 2 * retain_steps
+    for epoch, batch_idx, seen in module.calls:
+        if passes == "concatenated":
+            expected = ["joint"]
+        else:  # a pass over the forget loader, then the rest of the epoch on retain batches
+            expected = ["forget"] if batch_idx < forget_steps else ["retain"]
+        assert seen == expected, (epoch, batch_idx)
+    assert all(torch.isfinite(p).all() for p in module.net.parameters())
+
+
+def test_forget_then_retain_steps_are_each_one_term(tiny):
+    from unlearn_mc.unlearning import RandomLabel
+
+    module = RandomLabel(tiny_net(), str(tiny.original), passes="forget_then_retain", forget_weight=0.3, retain_weight=0.7).eval()
+    forget, retain = forget_batch(tiny, "random", 32), forget_batch(tiny, "class", 32)
+    batches = {"forget": forget, "retain": retain}
+    ce = torch.nn.functional.cross_entropy
+    module.phase = "retain"
+    torch.testing.assert_close(module.loss(module.net, batches), 0.7 * ce(module.net(retain[0]), retain[1]))
+    module.phase = "forget"
+    torch.manual_seed(3)
+    got = module.loss(module.net, batches)
+    torch.manual_seed(3)
+    wrong = forget[1].add(torch.randint(1, 10, forget[1].shape)) % 10  # other_classes: ỹ ≠ y
+    torch.testing.assert_close(got, 0.3 * ce(module.net(forget[0]), wrong))
+
+
+def test_label_draws_exclude_or_include_the_true_class():
+    from unlearn_mc.unlearning.random_label import random_labels
+
+    targets = torch.arange(10).repeat(500)
+    other = random_labels(targets, 10, "other_classes")
+    anything = random_labels(targets, 10, "all_classes")
+    assert not (other == targets).any()
+    assert set(other.tolist()) == set(range(10))
+    hits = (anything == targets).float().mean().item()
+    assert 0.07 < hits < 0.13  # ỹ = y with probability 1/C
+    assert set(anything.tolist()) == set(range(10))
