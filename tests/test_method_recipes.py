@@ -181,3 +181,113 @@ def test_label_draws_exclude_or_include_the_true_class():
     hits = (anything == targets).float().mean().item()
     assert 0.07 < hits < 0.13  # ỹ = y with probability 1/C
     assert set(anything.tolist()) == set(range(10))
+
+
+# ------------------------------------------------------------------ 4. runtime terms
+def test_salun_mask_time_is_its_own_term_and_part_of_the_runtime(tiny):
+    from unlearn_mc.unlearning import SalUn
+
+    module = SalUn(tiny_net(), str(tiny.original), optimizer=lambda p: torch.optim.SGD(p, lr=0.01))
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(module, datamodule=tiny.datamodule("random"))
+    logged = trainer.callback_metrics
+    assert "unlearn/mask_s" in logged and "unlearn/hessian_s" not in logged
+    assert 0 < float(logged["unlearn/mask_s"]) <= float(logged["unlearn/runtime_s"])
+    assert module.runtime_s > module.runtime_terms["mask_s"] > 0  # the two training steps count too
+
+
+def test_sophia_hessian_refresh_time_is_its_own_term_and_part_of_the_runtime(tiny):
+    from unlearn_mc.optim import GaussNewtonBartlett, SophiaG
+    from unlearn_mc.unlearning import FineTune
+
+    module = FineTune(tiny_net(), str(tiny.original), optimizer=lambda p: SophiaG(p, lr=1e-3, update_period=1))
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, callbacks=[GaussNewtonBartlett()])
+    trainer.fit(module, datamodule=tiny.datamodule("random"))
+    logged = trainer.callback_metrics
+    assert 0 < float(logged["unlearn/hessian_s"]) <= float(logged["unlearn/runtime_s"])
+    assert trainer.optimizers[0].hessian_updates == 3
+
+
+# ------------------------------------------------------------------ 5. resume
+@pytest.mark.parametrize("reference", ["restored", "recomputed"])
+def test_a_resumed_run_keeps_its_runtime_and_avg_gap(tiny, tmp_path, reference):
+    from unlearn_mc.unlearning import FineTune
+
+    def module() -> FineTune:
+        return FineTune(tiny_net(), str(tiny.original), retrain=str(tiny.original), optimizer=lambda p: torch.optim.SGD(p, lr=0.01))
+
+    settings = dict(limit_train_batches=3, limit_val_batches=1)
+    first = module()
+    quiet_trainer(max_epochs=1, **settings).fit(first, datamodule=tiny.datamodule("random"))
+    path = tmp_path / "mid.ckpt"
+    first.trainer.save_checkpoint(path)
+    if reference == "recomputed":  # a checkpoint without the saved metrics (e.g. from before they were saved)
+        checkpoint = torch.load(path, weights_only=True)
+        del checkpoint["unlearn_mc_unlearning"]
+        torch.save(checkpoint, path)
+    assert first.runtime_s > 0
+    resumed = module()
+    trainer = quiet_trainer(max_epochs=2, **settings)
+    trainer.fit(resumed, datamodule=tiny.datamodule("random"), ckpt_path=str(path))
+    assert trainer.global_step == 6
+    assert "val/avg_gap" in trainer.callback_metrics
+    assert resumed.retrain_metrics == pytest.approx(first.retrain_metrics)
+    if reference == "restored":
+        assert float(trainer.callback_metrics["unlearn/runtime_s"]) > first.runtime_s  # accumulated, not restarted at 0
+    else:
+        assert float(trainer.callback_metrics["unlearn/runtime_s"]) > 0
+
+
+# ------------------------------------------------------------------ 7. divergence guard
+class PoisonedSGD(torch.optim.SGD):
+    """SGD that writes NaN into its first parameter at its ``poison_at``-th step (counted from 1)."""
+
+    def __init__(self, params, lr: float, poison_at: int) -> None:
+        super().__init__(params, lr=lr)
+        self.poison_at, self.calls = poison_at, 0
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self.calls += 1
+        if self.calls == self.poison_at:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return loss
+
+
+class StateAt(__import__("lightning").Callback):
+    """Keeps a copy of the net's state after training batch ``batch_idx``."""
+
+    def __init__(self, batch_idx: int) -> None:
+        self.batch_idx, self.state = batch_idx, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx == self.batch_idx:
+            self.state = {name: value.clone() for name, value in pl_module.net.state_dict().items()}
+
+
+@pytest.mark.parametrize("what", ["weights", "loss"])
+@pytest.mark.filterwarnings("ignore:`training_step` returned `None`")
+def test_divergence_guard_keeps_the_weights_from_before_the_non_finite_step(tiny, what):
+    from unlearn_mc.unlearning import FineTune
+
+    class NaNLossAtStep2(FineTune):
+        def loss(self, forward, batches):
+            loss = super().loss(forward, batches)
+            return loss * float("nan") if self.global_step == 2 else loss
+
+    if what == "weights":
+        module = FineTune(tiny_net(), str(tiny.original), optimizer=lambda p: PoisonedSGD(p, lr=0.05, poison_at=3))
+    else:
+        module = NaNLossAtStep2(tiny_net(), str(tiny.original), optimizer=lambda p: torch.optim.SGD(p, lr=0.05))
+    original = {name: value.clone() for name, value in module.net.state_dict().items()}
+    last_finite = StateAt(batch_idx=1)  # after the 2nd step; the 3rd (batch 2) is the non-finite one
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=6, limit_val_batches=0, callbacks=[last_finite])
+    with pytest.warns(UserWarning, match="weights from before that step were kept"):
+        trainer.fit(module, datamodule=tiny.datamodule("random"))
+    assert module.stop_reason.startswith("the weights became non-finite" if what == "weights" else "the loss became nan")
+    state = module.net.state_dict()
+    assert state.keys() == last_finite.state.keys()
+    for name, value in state.items():
+        assert torch.equal(value, last_finite.state[name]), name  # bit for bit, BatchNorm statistics included
+    assert any(not torch.equal(state[name], original[name]) for name in state)  # not the epoch-start weights

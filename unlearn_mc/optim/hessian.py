@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import lightning as L
@@ -60,7 +61,9 @@ class GaussNewtonBartlett(L.Callback):
     of that step, the module's forward is run on the step's training batch and the optimiser
     receives the GNB estimate ĥ = B·ĝ⊙ĝ (see ``gauss_newton_bartlett``): h ← β₂·h + (1 − β₂)·ĥ.
     BatchNorm running statistics are restored after that extra forward pass, so it changes
-    nothing but h. Under DDP ĝ is averaged over the processes.
+    nothing but h. Under DDP ĝ is averaged over the processes. The refresh time is given to a module
+    with ``record_runtime`` (an unlearning method) as its ``hessian_s`` term, so it counts in
+    ``unlearn/runtime_s`` and is logged on its own as ``unlearn/hessian_s``.
 
     Args:
         streams: the training streams whose inputs form the batch (``None``: every stream of the batch).
@@ -83,6 +86,7 @@ class GaussNewtonBartlett(L.Callback):
         average = (lambda t: trainer.strategy.reduce(t, reduce_op="mean")) if trainer.world_size > 1 else None
         norms = [m for m in pl_module.modules() if isinstance(m, _NormBase)]
         buffers = [(b, b.detach().clone()) for m in norms for b in m.buffers(recurse=False)]
+        started = time.perf_counter()
         try:
             for optimizer in optimizers:
                 optimizer.update_hessian(gauss_newton_bartlett(pl_module, inputs, optimizer.hessian_parameters(), average, trainer.world_size))
@@ -90,3 +94,6 @@ class GaussNewtonBartlett(L.Callback):
             with torch.no_grad():
                 for buffer, saved in buffers:
                     buffer.copy_(saved)
+        record_runtime = getattr(pl_module, "record_runtime", None)
+        if callable(record_runtime):
+            record_runtime("hessian_s", time.perf_counter() - started)

@@ -2,7 +2,8 @@
 
 It loads the original weights, evaluates before the first step (so step 0 of every
 ``val/*`` curve is the original model), times the unlearning updates, compares with a
-retrain reference, and guards against divergence. A method supplies one thing: its loss
+retrain reference, and guards against divergence. The runtime and the retrain reference's
+metrics travel in checkpoints, so a resumed run keeps counting and keeps logging ``val/avg_gap``. A method supplies one thing: its loss
 ``loss(forward, batches)``, where ``forward`` maps inputs to logits. Because the loss never
 touches ``self.net`` directly, a curve module can evaluate any method's objective at φ(t).
 """
@@ -30,6 +31,7 @@ Forward = Callable[[Tensor], Tensor]
 Batches = Mapping[str, tuple[Tensor, Tensor]]
 
 GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
+STATE_KEY = "unlearn_mc_unlearning"
 
 
 def average_gap(metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
@@ -62,6 +64,16 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         min_retain_acc: stop when the validation retain accuracy falls below this floor.
         curriculum: optional per-sample reweighting of every loss term (e.g. ``unlearn_mc.optim.SuperLoss``);
             it is called as ``curriculum(per_sample, key)`` and returns the reduced scalar.
+
+    Runtime: ``runtime_s`` = the wall time of the training steps + every term added with
+    ``record_runtime`` (work done outside the steps that the unlearning needs: SalUn's saliency mask,
+    ``mask_s``; SophiaG's Hessian refreshes by ``GaussNewtonBartlett``, ``hessian_s``). It is logged as
+    ``unlearn/runtime_s`` and each term also on its own as ``unlearn/<term>``.
+
+    Divergence guard: after every step whose weights (parameters and floating-point buffers) are all
+    finite, a copy of them is kept; when the loss or the weights become non-finite, training stops and
+    the weights are set back to that copy, i.e. to the weights from before the non-finite step, bit
+    for bit (a non-finite loss skips its update; the copy also undoes its BatchNorm statistics).
     """
 
     train_streams: tuple[str, ...] = ("forget", "retain")
@@ -86,6 +98,7 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         self.curriculum = curriculum
         self.retrain_metrics: dict[str, float] | None = None
         self.runtime_s = 0.0
+        self.runtime_terms: dict[str, float] = {}
         self.stop_reason: str | None = None
         self._last_finite_state: dict[str, Tensor] | None = None
 
@@ -124,17 +137,50 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     def configure_optimizers(self):
         return build_optimizers(self.optimizer, self.lr_scheduler, self.net.parameters())
 
+    # ------------------------------------------------------------- the runtime
+    def record_runtime(self, term: str, seconds: float) -> None:
+        """Add ``seconds`` of unlearning work done outside the training steps to ``runtime_s`` and to its term ``runtime_terms[term]``."""
+        self.runtime_terms[term] = self.runtime_terms.get(term, 0.0) + seconds
+        self.runtime_s += seconds
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[STATE_KEY] = {
+            "runtime_s": float(self.runtime_s),
+            "runtime_terms": {name: float(value) for name, value in self.runtime_terms.items()},
+            "retrain_metrics": None if self.retrain_metrics is None else {name: float(v) for name, v in self.retrain_metrics.items()},
+        }
+        super().on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get(STATE_KEY)
+        if state is not None:
+            self.runtime_s = float(state["runtime_s"])
+            self.runtime_terms = {str(name): float(value) for name, value in dict(state["runtime_terms"]).items()}
+            if state["retrain_metrics"] is not None:
+                self.retrain_metrics = {str(name): float(value) for name, value in dict(state["retrain_metrics"]).items()}
+        super().on_load_checkpoint(checkpoint)
+
     # ------------------------------------------------------- the divergence guard
+    def _weights_are_finite(self) -> bool:
+        tensors = [value for value in self.net.state_dict().values() if value.is_floating_point()]
+        return bool(torch.stack([torch.isfinite(value).all() for value in tensors]).all())
+
+    @torch.no_grad()
+    def _keep_finite_state(self) -> None:
+        state = self.net.state_dict()
+        if self._last_finite_state is None:
+            self._last_finite_state = {name: value.detach().clone() for name, value in state.items()}
+        else:
+            for name, value in state.items():
+                self._last_finite_state[name].copy_(value)
+
     def _stop(self, why: str) -> None:
         restored = self._last_finite_state is not None
         if restored:
             self.net.load_state_dict(self._last_finite_state)
-        self.stop_reason = f"{why}; training stopped" + (" and the weights of the last finite state were kept" if restored else "")
+        self.stop_reason = f"{why}; training stopped" + (" and the weights from before that step were kept" if restored else "")
         rank_zero_warn(f"unlearn-mc: {self.stop_reason}.")
         self.trainer.should_stop = True
-
-    def on_train_epoch_start(self) -> None:
-        self._last_finite_state = {name: value.detach().clone() for name, value in self.net.state_dict().items()}
 
     def on_train_batch_start(self, batch, batch_idx: int) -> int | None:
         self._batch_started = time.perf_counter()
@@ -142,7 +188,9 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.runtime_s += time.perf_counter() - self._batch_started
-        if not all(torch.isfinite(p).all() for p in self.net.parameters()):
+        if self._weights_are_finite():
+            self._keep_finite_state()
+        else:
             self._stop(f"the weights became non-finite at epoch {self.current_epoch}, step {self.global_step}")
 
     # ------------------------------------------------------------- evaluation
@@ -157,14 +205,24 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         finally:
             net.train(was_training)
 
+    def _retrain_reference_metrics(self) -> dict[str, float]:
+        reference = load_network_weights(frozen_copy(self.net), self.retrain_path).to(self.device)
+        return self._evaluate_now(reference)
+
     def on_train_start(self) -> None:
-        """Log the original model's ``val/*`` at step 0 and, if given, the retrain reference's ``retrain/*``."""
+        """Log the original model's ``val/*`` at step 0 and, if given, the retrain reference's ``retrain/*``.
+
+        On a resumed run (``global_step > 0``) nothing is logged again; the retrain metrics come from the
+        checkpoint, or are recomputed when it has none.
+        """
+        self._keep_finite_state()
         if self.global_step > 0:  # resumed run: step 0 was logged before
+            if self.retrain_path is not None and not self.retrain_metrics:
+                self.retrain_metrics = self._retrain_reference_metrics()
             return
         before = self._evaluate_now(self.net)
         if self.retrain_path is not None:
-            reference = load_network_weights(frozen_copy(self.net), self.retrain_path).to(self.device)
-            self.retrain_metrics = self._evaluate_now(reference)
+            self.retrain_metrics = self._retrain_reference_metrics()
             if before:
                 before["avg_gap"] = average_gap(before, self.retrain_metrics)
         if self.logger is not None and before:
@@ -181,6 +239,8 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
             metrics["avg_gap"] = average_gap(metrics, self.retrain_metrics)
             self.log("val/avg_gap", metrics["avg_gap"], sync_dist=True)
         self.log("unlearn/runtime_s", self.runtime_s, sync_dist=True)
+        for term, seconds in self.runtime_terms.items():
+            self.log(f"unlearn/{term}", seconds, sync_dist=True)
         retain_acc = metrics.get("retain_acc", math.nan)
         if self.min_retain_acc is not None and retain_acc < self.min_retain_acc and not self.trainer.should_stop:
             self.stop_reason = f"the retain accuracy {retain_acc:.4f} fell below the floor min_retain_acc={self.min_retain_acc}; training stopped"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -90,6 +91,7 @@ class SalUn(RandomLabel):
     and are not masked. The mask is computed when training starts, over the DataModule's
     ``train_dataset("forget")`` (or the training ``forget`` loader of another DataModule), unless
     ``mask_path`` gives a precomputed one; mask and θ_o are buffers, so checkpoints carry them.
+    The time the mask takes counts in ``unlearn/runtime_s`` and is logged on its own as ``unlearn/mask_s``.
 
     Args:
         mask_ratio: fraction of the weights SalUn may update (0.5 in the paper).
@@ -172,9 +174,11 @@ class SalUn(RandomLabel):
     def on_train_start(self) -> None:
         super().on_train_start()
         if not bool(self.mask_ready):
+            started = time.perf_counter()
             masks = {name: mask.cpu() for name, mask in saliency_mask(self.net, self._forget_batches(), self.mask_ratio, self.device).items()}
             # every process must use the same mask (non-deterministic GPU kernels could break ties differently)
             self.set_mask(self.trainer.strategy.broadcast(masks, src=0))
+            self.record_runtime("mask_s", time.perf_counter() - started)  # part of the unlearning's cost
 
     # ------------------------------------------------------- the hard mask
     def on_before_optimizer_step(self, optimizer) -> None:
