@@ -291,3 +291,18 @@ def test_divergence_guard_keeps_the_weights_from_before_the_non_finite_step(tiny
     for name, value in state.items():
         assert torch.equal(value, last_finite.state[name]), name  # bit for bit, BatchNorm statistics included
     assert any(not torch.equal(state[name], original[name]) for name in state)  # not the epoch-start weights
+
+
+# ------------------------------------------------------------------ 6. SuperLoss value
+def test_superloss_returns_the_superloss_value_with_the_gradient_of_sigma_times_loss():
+    from unlearn_mc.optim import SuperLoss, superloss_confidence
+
+    losses = torch.tensor([0.05, 0.7, 2.3, 4.0, 9.0], dtype=torch.float64, requires_grad=True)
+    tau, lam = 2.0, 10.0
+    value = SuperLoss(lam=lam, tau=tau)(losses, "forget")
+    sigma = superloss_confidence(losses.detach(), tau, lam)
+    expected = ((losses.detach() - tau) * sigma + lam * torch.log(sigma) ** 2).mean()
+    assert value.item() == pytest.approx(expected.item(), rel=1e-14)
+    assert value.item() != pytest.approx((sigma * losses.detach()).mean().item(), rel=1e-3)  # not mean(σ·ℓ)
+    (gradient,) = torch.autograd.grad(value, losses)
+    torch.testing.assert_close(gradient, sigma / len(losses), rtol=1e-14, atol=0)

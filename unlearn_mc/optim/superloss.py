@@ -23,12 +23,15 @@ def superloss_confidence(losses: Tensor, tau: float, lam: float) -> Tensor:
 
 
 class SuperLoss(nn.Module):
-    """Reduces per-sample losses ℓ_1 … ℓ_n to SL = (1/n)·Σ_i σ_i·ℓ_i with the SuperLoss confidences σ_i held constant.
+    """Reduces per-sample losses ℓ_1 … ℓ_n to the SuperLoss SL = (1/n)·Σ_i [(ℓ_i − τ)·σ_i + λ·(log σ_i)²],
+    with the confidences σ_i held constant (no gradient through them).
 
-    σ_i = exp(−W₀(½·max(−2/e, (ℓ_i − τ)/λ))) is the optimal confidence of the SuperLoss
-    (ℓ_i − τ)·σ + λ·(log σ)²; by the envelope theorem the gradient of that objective is σ_i·∂ℓ_i,
-    which is exactly the gradient of SL: ∂SL = (1/n)·Σ_i σ_i·∂ℓ_i. Easy samples (ℓ_i < τ) weigh
-    more than 1, hard ones less (Cheng & Amiri 2025 use it as the curriculum of an unlearning run).
+    σ_i = exp(−W₀(½·max(−2/e, (ℓ_i − τ)/λ))) is the optimal confidence of (ℓ_i − τ)·σ + λ·(log σ)²,
+    so SL is the value of the SuperLoss itself; its gradient is ∂SL = (1/n)·Σ_i σ_i·∂ℓ_i (τ and σ_i
+    constant; the envelope theorem says the same of the optimised objective). The value differs from
+    (1/n)·Σ_i σ_i·ℓ_i by a constant of the batch, so the gradient w.r.t. the model is the same. Easy
+    samples (ℓ_i < τ) weigh more than 1, hard ones less (Cheng & Amiri 2025 use it as the curriculum of
+    an unlearning run).
 
     The threshold τ is kept per loss term (the ``key`` the module is called with: ``"train"``,
     ``"forget"``, ``"retain"`` …). With ``tau`` given it is that constant. Otherwise it is an
@@ -61,7 +64,9 @@ class SuperLoss(nn.Module):
         if losses.numel() == 0:
             return losses.sum()
         tau = self.update_tau(losses, key) if self.fixed_tau is None else self.fixed_tau
-        return (losses * superloss_confidence(losses, tau, self.lam)).mean()
+        sigma = superloss_confidence(losses, tau, self.lam)
+        regulariser = self.lam * torch.log(sigma.to(torch.float64)) ** 2  # a constant of the batch: no gradient
+        return ((losses - tau) * sigma + regulariser.to(losses.dtype)).mean()
 
     @torch.no_grad()
     def update_tau(self, losses: Tensor, key: str) -> float:
