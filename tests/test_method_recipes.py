@@ -306,3 +306,28 @@ def test_superloss_returns_the_superloss_value_with_the_gradient_of_sigma_times_
     assert value.item() != pytest.approx((sigma * losses.detach()).mean().item(), rel=1e-3)  # not mean(σ·ℓ)
     (gradient,) = torch.autograd.grad(value, losses)
     torch.testing.assert_close(gradient, sigma / len(losses), rtol=1e-14, atol=0)
+
+
+# ------------------------------------------------------------------ 8. best_by=auto without a retrain reference
+def test_best_by_auto_without_retrain_does_not_reward_over_forgetting_under_random_forgetting():
+    from unlearn_mc.curves.summary import best_point
+
+    ts = [0.0, 0.25, 0.5, 0.75, 1.0]
+    rows = [  # original-like → retrain-like (forget ≈ test) → over-forgetting that costs retain and test accuracy
+        {"forget_acc": 0.99, "retain_acc": 0.99, "test_acc": 0.95},
+        {"forget_acc": 0.97, "retain_acc": 0.985, "test_acc": 0.95},
+        {"forget_acc": 0.95, "retain_acc": 0.98, "test_acc": 0.95},
+        {"forget_acc": 0.80, "retain_acc": 0.94, "test_acc": 0.90},
+        {"forget_acc": 0.60, "retain_acc": 0.91, "test_acc": 0.85},
+    ]
+    best = best_point(ts, rows, "auto")
+    lowest_forget = min(range(len(rows)), key=lambda k: rows[k]["forget_acc"])
+    assert best["criterion"] == "proxy_gap" and best["floor_met"]
+    assert best["t"] == 0.5 and best["index"] != lowest_forget
+    assert best["value"] == pytest.approx((0.0 + 0.01 + 0.0) / 3)
+    # under class forgetting (its rows have test_forget_class_acc) lower forget accuracy is the goal
+    class_rows = [{**row, "test_forget_class_acc": row["forget_acc"]} for row in rows]
+    assert best_point(ts, class_rows, "auto")["t"] == 1.0
+    # with the retrain reference, avg_gap decides
+    gap_rows = [{**row, "avg_gap": abs(t - 0.75)} for t, row in zip(ts, rows)]
+    assert best_point(ts, gap_rows, "auto")["t"] == 0.75

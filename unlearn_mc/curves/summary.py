@@ -11,7 +11,8 @@ from typing import Any
 
 from unlearn_mc.errors import UnlearnMCError
 
-BEST_BY = ("auto", "avg_gap", "forget_acc")
+BEST_BY = ("auto", "avg_gap", "forget_acc", "proxy_gap")
+CLASS_FORGETTING_METRIC = "test_forget_class_acc"  # only class forgetting evaluates the forgotten classes' test images
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -59,13 +60,33 @@ def best_point(ts: Sequence[float], rows: Sequence[Mapping[str, float]], best_by
 
     - ``avg_gap``: the smallest average gap to the retrain reference (needs an ``avg_gap`` column);
     - ``forget_acc``: the lowest forget accuracy among the t whose retain accuracy is ≥ ``retain_floor``;
-      if none reaches the floor, the t of highest retain accuracy (``floor_met`` false);
-    - ``auto``: ``avg_gap`` when the rows have it, else ``forget_acc``.
+    - ``proxy_gap``: a retrain-free stand-in for ``avg_gap`` under random forgetting, where the retrain
+      model classifies D_f like unseen data (forget accuracy ≈ test accuracy) and loses no retain or
+      test accuracy. Among the t whose retain accuracy is ≥ ``retain_floor``, the smallest
+      g_k = (1/3)·(|f_k − s_k| + (max_j r_j − r_k) + (max_j s_j − s_k)), f, r, s the forget, retain and
+      test accuracies, max_j over the grid; so a t that forgets below the test accuracy, or buys a lower
+      forget accuracy with retain or test accuracy, is not rewarded (needs a ``test_acc`` column);
+    - ``auto``: ``avg_gap`` when the rows have it; without a retrain reference, ``forget_acc`` under class
+      forgetting (the rows have ``test_forget_class_acc``: the retrain model's forget accuracy is ≈ 0, so
+      lower is better) and ``proxy_gap`` otherwise (random forgetting; ``forget_acc`` if there is no
+      ``test_acc`` column).
+
+    For ``forget_acc`` and ``proxy_gap``, if no t reaches the floor, the t of highest retain accuracy is
+    chosen (``floor_met`` false).
     """
     if best_by not in BEST_BY:
         raise UnlearnMCError(f"best_by={best_by!r} is not a criterion; use one of {', '.join(BEST_BY)}.")
     has_gap = all("avg_gap" in row for row in rows)
-    criterion = ("avg_gap" if has_gap else "forget_acc") if best_by == "auto" else best_by
+    has_test = all("test_acc" in row for row in rows)
+    if best_by == "auto":
+        if has_gap:
+            criterion = "avg_gap"
+        elif any(CLASS_FORGETTING_METRIC in row for row in rows) or not has_test:
+            criterion = "forget_acc"
+        else:
+            criterion = "proxy_gap"
+    else:
+        criterion = best_by
     indices = range(len(ts))
 
     def value(k: int, name: str, worst: float) -> float:
@@ -77,17 +98,34 @@ def best_point(ts: Sequence[float], rows: Sequence[Mapping[str, float]], best_by
             raise UnlearnMCError("best_by='avg_gap' needs the retrain reference: set the curve's retrain checkpoint, or use best_by='forget_acc'.")
         index = min(indices, key=lambda k: value(k, "avg_gap", math.inf))
         return {"criterion": "avg_gap", "index": index, "t": ts[index], "value": rows[index]["avg_gap"]}
+    if criterion == "proxy_gap":
+        if not has_test:
+            raise UnlearnMCError("best_by='proxy_gap' needs a test_acc column in the rows; use best_by='forget_acc'.")
+        best_retain = max(value(k, "retain_acc", -math.inf) for k in indices)
+        best_test = max(value(k, "test_acc", -math.inf) for k in indices)
+
+        def score(k: int) -> float:
+            forget, retain, test = (rows[k].get(name, math.nan) for name in ("forget_acc", "retain_acc", "test_acc"))
+            gap = (abs(forget - test) + (best_retain - retain) + (best_test - test)) / 3
+            return math.inf if math.isnan(gap) else gap
+
+        scores = [score(k) for k in indices]
+    else:
+        scores = [value(k, "forget_acc", math.inf) for k in indices]
     eligible = [k for k in indices if value(k, "retain_acc", -math.inf) >= retain_floor]
     if eligible:
-        index = min(eligible, key=lambda k: value(k, "forget_acc", math.inf))
+        index = min(eligible, key=scores.__getitem__)
         floor_met = True
     else:
         index = max(indices, key=lambda k: value(k, "retain_acc", -math.inf))
         floor_met = False
-    return {
-        "criterion": "forget_acc", "index": index, "t": ts[index], "value": rows[index].get("forget_acc", math.nan),
+    best = {
+        "criterion": criterion, "index": index, "t": ts[index], "value": rows[index].get("forget_acc", math.nan),
         "retain_floor": retain_floor, "floor_met": floor_met,
     }
+    if criterion == "proxy_gap":
+        best["value"] = scores[index]
+    return best
 
 
 def summarize(
