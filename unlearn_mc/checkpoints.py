@@ -11,6 +11,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Union
 
 import torch
 from torch import nn
@@ -120,3 +121,36 @@ def save_state_dict_atomically(state: Mapping[str, torch.Tensor], path: str | os
     torch.save(dict(state), temporary)
     os.replace(temporary, path)
     return path
+
+
+WeightSource = Union[str, os.PathLike, nn.Module, Mapping[str, torch.Tensor]]
+"""Where a model's weights come from: a checkpoint path, a module, or a state_dict held in memory."""
+
+
+def describe_source(source: WeightSource | None) -> str | None:
+    """A plain string naming a weight source, for hyper-parameters: the path, or ``<in memory: …>``."""
+    if source is None:
+        return None
+    if isinstance(source, nn.Module):
+        return f"<in memory: {type(source).__name__}>"
+    if isinstance(source, Mapping):
+        return "<in memory: state_dict>"
+    return os.fspath(source)
+
+
+def network_state_from_source(net: nn.Module, source: WeightSource, name: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The state_dict for ``net`` from a path (as ``network_state_from_file``), an ``nn.Module`` of the same
+    architecture (its ``state_dict()``) or a state_dict / Lightning checkpoint dict held in memory.
+
+    Tensors of an in-memory source are copied to the CPU, so later changes to that source do not reach the result.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return network_state_from_file(net, source)
+    if isinstance(source, nn.Module):
+        state, what = source.state_dict(), f"{name} (an in-memory {type(source).__name__})"
+    elif isinstance(source, Mapping):
+        state, what = raw_state_dict(source), f"{name} (an in-memory state_dict)"
+    else:
+        raise UnlearnMCError(f"{name}={source!r} is not a source of weights; give a checkpoint path, an nn.Module or a state_dict.")
+    matched = match_state_dict(state, net, source=what)
+    return {key: value.detach().to("cpu", copy=True) for key, value in matched.items()}

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unlearn_mc.curves.summary import summarize
+from unlearn_mc.data.batches import split_batch
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.unlearning.base import GAP_METRICS, average_gap
@@ -38,6 +39,25 @@ def make_t_grid(grid: int | Sequence[float] = DEFAULT_POINTS) -> list[float]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
             raise UnlearnMCError(f"t_grid contains {value!r}, outside [0, 1]; every t must lie in [0, 1].")
     return sorted({0.0, 1.0, *(float(value) for value in values)})
+
+
+class LabelledLoader:
+    """A loader whose batches, of any form ``split_batch`` reads (tuples, dicts), come out as ``(inputs, labels)``."""
+
+    def __init__(self, loader: Iterable, label_key: str | int | None = None) -> None:
+        self.loader, self.label_key = loader, label_key
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield split_batch(batch, self.label_key)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def labelled(loaders: Mapping[str, Iterable], label_key: str | int | None = None) -> dict[str, LabelledLoader]:
+    """Each loader wrapped in ``LabelledLoader``: ``(x, y)`` batches pass unchanged."""
+    return {name: LabelledLoader(loader, label_key) for name, loader in loaders.items()}
 
 
 @dataclass
@@ -71,7 +91,8 @@ def evaluate_curve(
     """Evaluate φ(t) at every t of the grid and summarise.
 
     At each t: BatchNorm recalibration over ``bn_loader`` (at most ``bn_batches`` batches; skipped
-    when ``bn_loader`` is None), then ``evaluate_model`` on ``loaders`` in eval mode: loss and
+    when ``bn_loader`` is None, in which case 0 < t < 1 runs with whatever statistics the network
+    holds and the curve warns once), then ``evaluate_model`` on ``loaders`` in eval mode: loss and
     accuracy of every split (``forget``, ``retain``, ``test`` …), ``mia_efficacy`` and
     ``mia_loss_acc``; with ``reference`` (the retrain model's metrics) also
     ``avg_gap`` = mean |metric − reference| over forget/retain/test accuracy and MIA efficacy.
@@ -86,6 +107,7 @@ def evaluate_curve(
     """
     ts = make_t_grid(t_grid)
     device = curve.endpoints.device
+    loaders = labelled(loaders, getattr(curve, "label_key", None))
     was_training = curve.training
     curve.eval()
     rows: list[dict[str, float]] = []

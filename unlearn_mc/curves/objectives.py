@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unlearn_mc.checkpoints import network_state_from_source
+from unlearn_mc.data.batches import cat_inputs
 from unlearn_mc.errors import UnlearnMCError
 
 Forward = Callable[[Tensor], Tensor]
@@ -111,7 +115,7 @@ class RetainMinusForget(CurveObjective):
 
     def __call__(self, forward: Forward, batches: Batches) -> tuple[Tensor, dict[str, Tensor]]:
         (forget_x, forget_y), (retain_x, retain_y) = batches["forget"], batches["retain"]
-        logits = forward(torch.cat([retain_x, forget_x])).float()
+        logits = forward(cat_inputs([retain_x, forget_x])).float()
         retain_logits, forget_logits = logits[: len(retain_x)], logits[len(retain_x) :]
         retain_ce = F.cross_entropy(retain_logits, retain_y)
         forget_ce = F.cross_entropy(forget_logits, forget_y)
@@ -177,7 +181,8 @@ def build_objective(name: str, args: Mapping[str, Any] | None, net: nn.Module) -
     """The objective called ``name`` with keyword arguments ``args``.
 
     For an unlearning method the arguments are its own init arguments except ``net``, which is a
-    copy of the curve's architecture (e.g. ``{"original": "checkpoints/digits/original.ckpt"}``).
+    copy of the curve's architecture (e.g. ``{"original": "checkpoints/digits/original.ckpt"}``; ``original`` may
+    also be an ``nn.Module`` or a state_dict).
     """
     args = dict(args or {})
     key = str(name).lower()
@@ -196,4 +201,11 @@ def build_objective(name: str, args: Mapping[str, Any] | None, net: nn.Module) -
         inspect.signature(method_class).bind(net=net, **args)
     except TypeError as error:
         raise UnlearnMCError(f"objective_args={args} do not fit {method_class.__name__} ({error}); give its init arguments except net.") from None
-    return MethodObjective(method_class(net=copy.deepcopy(net), **args))
+    if not isinstance(args.get("original"), (nn.Module, Mapping)):
+        return MethodObjective(method_class(net=copy.deepcopy(net), **args))
+    # the methods read their original model from a file: an in-memory one is written to a temporary file for that
+    state = network_state_from_source(net, args["original"], "objective_args original")
+    with tempfile.TemporaryDirectory() as folder:
+        args["original"] = os.path.join(folder, "original.pt")
+        torch.save(state, args["original"])
+        return MethodObjective(method_class(net=copy.deepcopy(net), **args))

@@ -8,12 +8,14 @@ additionally combines the averages of all processes under DDP.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from unlearn_mc.data.batches import DEFAULT_LABEL_KEYS, ModelInputs, call_with, split_batch
 
 
 def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
@@ -21,8 +23,16 @@ def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
     return [module for module in model.modules() if isinstance(module, _BatchNorm) and module.track_running_stats]
 
 
-def _inputs(batch) -> Tensor:
-    return batch[0] if isinstance(batch, (list, tuple)) else batch
+def _inputs(batch, label_key: str | int | None = None):
+    """The network inputs of a recalibration batch: a bare tensor or ``(x,)`` gives x; other batches the inputs of
+    ``split_batch`` (a dict without labels: all its entries as keyword arguments)."""
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, (list, tuple)) and len(batch) == 1:
+        return batch[0]
+    if isinstance(batch, Mapping) and not any(key in batch for key in (label_key, *DEFAULT_LABEL_KEYS)):
+        return ModelInputs((), dict(batch))
+    return split_batch(batch, label_key)[0]
 
 
 def _distributed() -> bool:
@@ -50,9 +60,10 @@ def _average_across_processes(layers: list[_BatchNorm], local_batches: int, devi
 def recalibrate_batchnorm(
     model: nn.Module,
     loader: Iterable,
-    forward: Callable[[Tensor], Tensor] | None = None,
+    forward: Callable[..., Tensor] | None = None,
     num_batches: int | None = None,
     device: torch.device | str | None = None,
+    label_key: str | int | None = None,
 ) -> int:
     """Reset the running statistics of every BatchNorm layer of ``model`` and recompute them.
 
@@ -65,10 +76,12 @@ def recalibrate_batchnorm(
 
     Args:
         model: the module whose BatchNorm layers are recalibrated.
-        loader: batches of inputs, or ``(inputs, targets)`` pairs.
+        loader: batches of inputs, ``(inputs, targets)`` pairs, or any batch ``split_batch`` splits
+            (a dict's entries other than the labels are passed as keyword arguments).
         forward: the function to run on the inputs (default ``model``), e.g. a curve at a fixed t.
         num_batches: use at most this many batches per process (``None``: all of them).
         device: where the inputs go (default: the device of the first BatchNorm buffer).
+        label_key: where the labels of a batch are (see ``unlearn_mc.data.batches.split_batch``).
 
     Returns:
         the number of batches averaged (over all processes).
@@ -88,7 +101,7 @@ def recalibrate_batchnorm(
         for batch in loader:
             if num_batches is not None and seen >= num_batches:
                 break
-            forward(_inputs(batch).to(device))
+            call_with(forward, _inputs(batch, label_key).to(device))
             seen += 1
     finally:
         for layer, momentum, training in saved:

@@ -1,0 +1,274 @@
+"""The curve engine on a zoo of networks: tied weights, frozen parameters, GroupNorm, buffers that are not
+BatchNorm's, torchvision ResNet-18 and MobileNetV3, keyword inputs and dict batches.
+
+For each network: φ(0) and φ(1) are the endpoints exactly (outputs, parameters and buffers, ``torch.equal``),
+only the bends reach the optimiser, the bends' gradient is c_j(t)·∂L/∂φ of plain autograd (float64), and
+``state_dict_at(t)`` loaded into a fresh copy of the network gives the curve's outputs at t.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import quiet_trainer
+from lightning.pytorch.utilities import CombinedLoader
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.utils.data import DataLoader
+
+from unlearn_mc.curves import CurveEvaluation, CurveModule
+from unlearn_mc.data.batches import ModelInputs, split_batch, stream_batches
+from unlearn_mc.errors import UnlearnMCError
+
+pytestmark = pytest.mark.numerics
+
+FLOAT64_RTOL = 1e-12
+
+
+# ---------------------------------------------------------------- the zoo
+class TinyTransformer(nn.Module):
+    """Token embedding whose weight the output projection shares, a positional table, LayerNorm and dropout."""
+
+    def __init__(self, vocab: int = 11, dim: int = 8, length: int = 5) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.register_buffer("positions", torch.randn(length, dim) * 0.1)
+        self.layer = nn.TransformerEncoderLayer(dim, nhead=2, dim_feedforward=16, dropout=0.1, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(0.1)
+        self.out_proj = nn.Linear(dim, vocab, bias=False)
+        self.out_proj.weight = self.embed.weight
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        hidden = self.layer(self.dropout(self.embed(tokens) + self.positions[: tokens.shape[1]]))
+        return self.out_proj(self.norm(hidden))
+
+
+class FrozenBackbone(nn.Module):
+    """A backbone with ``requires_grad=False`` and a trainable head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU())
+        self.backbone.requires_grad_(False)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def group_norm_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+class RunningCenter(nn.Module):
+    """A running mean updated in place by every training forward, a step counter and a fixed table: none BatchNorm's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 3)
+        self.register_buffer("center", torch.zeros(4))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("table", torch.randn(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = self.lin(x)
+        if self.training:
+            self.center.mul_(0.9).add_(0.1 * hidden.detach().mean(0))
+            self.steps += 1
+        return self.head(hidden - self.center + self.table)
+
+
+@dataclass
+class Output:
+    logits: Tensor
+
+
+class KeywordClassifier(nn.Module):
+    """Called as ``net(input_ids=…, attention_mask=…)`` and returning an object with ``.logits``, as Hugging Face models do."""
+
+    def __init__(self, vocab: int = 13, dim: int = 8, classes: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Output:
+        hidden = self.embed(input_ids)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return Output(self.head((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)))
+
+
+def resnet18() -> nn.Module:
+    from torchvision.models import resnet18 as build
+
+    return build(num_classes=10)
+
+
+def mobilenet_v3_small() -> nn.Module:
+    from torchvision.models import mobilenet_v3_small as build
+
+    return build(num_classes=10)
+
+
+def _images(seed: int) -> Tensor:
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def _tokens(seed: int) -> Tensor:
+    return torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(seed))
+
+
+def _keyword_inputs(seed: int) -> ModelInputs:
+    generator = torch.Generator().manual_seed(seed)
+    return ModelInputs((), {"input_ids": torch.randint(0, 13, (2, 4), generator=generator), "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])})
+
+
+@dataclass
+class Case:
+    build: Callable[[], nn.Module]
+    inputs: Callable[[int], Tensor | ModelInputs]
+    batchnorm: bool = False
+    num_bends: int = 4
+    prepare: Callable[[nn.Module, int], None] | None = None  # makes an endpoint's buffers its own
+
+
+def _run_batchnorm(net: nn.Module, seed: int) -> None:
+    """Give the endpoint BatchNorm statistics of its own (two training-mode forwards)."""
+    net.train()
+    with torch.no_grad():
+        for k in range(2):
+            net(_images(100 * seed + k))
+
+
+def _run_center(net: nn.Module, seed: int) -> None:
+    net.train()
+    with torch.no_grad():
+        for k in range(3):
+            net(torch.randn(5, 4, generator=torch.Generator().manual_seed(100 * seed + k)))
+
+
+CASES = {
+    "tied_transformer": Case(TinyTransformer, _tokens),
+    "frozen_backbone": Case(FrozenBackbone, lambda seed: torch.randn(2, 6, generator=torch.Generator().manual_seed(seed))),
+    "group_norm_cnn": Case(group_norm_cnn, lambda seed: torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed))),
+    "running_buffer": Case(RunningCenter, lambda seed: torch.randn(2, 4, generator=torch.Generator().manual_seed(seed)), prepare=_run_center),
+    "keyword_inputs": Case(KeywordClassifier, _keyword_inputs),
+    "resnet18": Case(resnet18, _images, batchnorm=True, num_bends=3, prepare=_run_batchnorm),
+    "mobilenet_v3_small": Case(mobilenet_v3_small, _images, batchnorm=True, num_bends=3, prepare=_run_batchnorm),
+}
+
+
+def _endpoint(case: Case, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    net = case.build()
+    if case.prepare is not None:
+        case.prepare(net, seed)
+    return net.eval()
+
+
+def _call(function, inputs: Tensor | ModelInputs):
+    if isinstance(inputs, ModelInputs):
+        return function(*inputs.args, **inputs.kwargs)
+    return function(inputs)
+
+
+def _logits(output) -> Tensor:
+    return output if isinstance(output, Tensor) else output.logits
+
+
+def _double(inputs: Tensor | ModelInputs) -> Tensor | ModelInputs:
+    if isinstance(inputs, ModelInputs):
+        return inputs._map(lambda tensor: tensor.double() if tensor.is_floating_point() else tensor)
+    return inputs.double() if inputs.is_floating_point() else inputs
+
+
+def _same_state(ours: dict[str, Tensor], theirs: dict[str, Tensor]) -> None:
+    assert list(ours) == list(theirs)
+    for key in theirs:
+        assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), key
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def zoo(request):
+    case = CASES[request.param]
+    start, end = _endpoint(case, 1), _endpoint(case, 2)
+    if request.param == "frozen_backbone":
+        end.backbone.load_state_dict(start.backbone.state_dict())  # a shared frozen backbone, two heads
+    curve = CurveModule(case.build(), start, end.state_dict(), curve="bezier", num_bends=case.num_bends,
+                        optimizer=lambda params: torch.optim.SGD(params, lr=0.1)).eval()
+    return request.param, case, start, end, curve
+
+
+# ---------------------------------------------------------------- the checks
+def test_endpoints_are_reproduced_exactly(zoo):
+    name, case, start, end, curve = zoo
+    inputs = case.inputs(0)
+    for t, model in ((0.0, start), (1.0, end)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no stale-statistics warning at an endpoint
+            assert torch.equal(_logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)), _logits(_call(model, inputs)))
+            _same_state(curve.state_dict_at(t), model.state_dict())
+        standalone = curve.network_at(t).eval()
+        assert torch.equal(_logits(_call(standalone, inputs)), _logits(_call(model, inputs)))
+        ours = dict(standalone.named_parameters(remove_duplicate=False))
+        for key, parameter in model.named_parameters(remove_duplicate=False):
+            assert torch.equal(ours[key], parameter) and ours[key].requires_grad == parameter.requires_grad
+    if name == "tied_transformer":
+        standalone = curve.network_at(0.5)
+        assert standalone.out_proj.weight is standalone.embed.weight
+
+
+def test_only_the_bends_reach_the_optimiser(zoo):
+    name, case, _, _, curve = zoo
+    assert [key for key, _ in curve.named_parameters()] == ["bends"]
+    optimiser = curve.configure_optimizers()
+    assert [p for group in optimiser.param_groups for p in group["params"]] == [curve.bends]
+    trainable = {id(p): p for p in case.build().parameters() if p.requires_grad}
+    assert curve.bends.shape == (case.num_bends - 2, sum(p.numel() for p in trainable.values()))
+    if name == "frozen_backbone":
+        backbone = sum(p.numel() for p in FrozenBackbone().backbone.parameters())
+        assert curve.endpoints.shape[1] == curve.bends.shape[1] == sum(p.numel() for p in FrozenBackbone().head.parameters())
+        assert sum(b.numel() for b in curve.fixed_shared.buffers()) == backbone  # one copy, not one per control point
+        assert len(curve.fixed_start) == len(curve.fixed_end) == 0
+
+
+def test_bend_gradients_are_c_j_times_the_gradient_at_phi(zoo):
+    _, case, _, _, curve = zoo
+    curve = copy.deepcopy(curve).double()
+    inputs, t = _double(case.inputs(3)), 0.3
+    if case.batchnorm:
+        curve.recalibrate_bn(t, [_double(_images(7)), _double(_images(8))])
+    curve.bends.grad = None
+    _logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)).pow(2).mean().backward()
+
+    bent = {key: value.detach().requires_grad_() for key, value in curve.parameters_at(t).items()}
+    tensors = {key: value.detach() for key, value in curve.tensors_at(t).items()}
+    tensors.update(curve.layout.with_aliases(bent))
+    output = _call(lambda *a, **k: functional_call(curve.net, tensors, a, k), inputs)
+    grads = torch.autograd.grad(_logits(output).pow(2).mean(), [bent[slot.name] for slot in curve.layout.train_slots])
+    flat = torch.cat([grad.reshape(-1) for grad in grads])
+    expected = curve.coefficients(t)[1:-1, None] * flat[None, :]
+    assert curve.bends.grad.dtype == torch.float64 and flat.abs().sum() > 0
+    torch.testing.assert_close(curve.bends.grad, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_RTOL * float(flat.abs().max()))
+
+
+def test_state_dict_at_t_in_a_fresh_copy_gives_the_curve(zoo):
+    _, case, _, _, curve = zoo
+    inputs, t = case.inputs(4), 0.3
+    if case.batchnorm:
+        curve.recalibrate_bn(t, [_images(5), _images(6)])
+    fresh = case.build()
+    fresh.load_state_dict(curve.state_dict_at(t))
+    fresh.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(_logits(_call(fresh, inputs)), _logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)))
