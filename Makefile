@@ -1,10 +1,15 @@
 # `make demo`: set up .venv if needed, then run the digits mode-connectivity study (configs/digits/study.yaml).
-# `make test`: set up .venv with test extras if needed, then run the test suite.
+# `make test`: set up .venv with test extras if needed, run the whole test suite, then the numerically
+#   sensitive tests (markers `numerics`, `trained`) a second time with torch's portable kernels
+#   (ATEN_CPU_CAPABILITY=default), as another CPU would round.
+# `make test-fast`: the everyday loop, every test not marked `slow`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: demo test test-fast venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +26,11 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m unlearn_mc.demo
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(PYTEST)
+	ATEN_CPU_CAPABILITY=default $(PYTEST) -m "numerics or trained" -p no:cacheprovider
+
+test-fast: $(VENV)/.installed
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf lightning_logs checkpoints

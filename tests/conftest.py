@@ -54,8 +54,11 @@ def train_base(workdir: Path, stage: str, rule: str, epochs: int = BASE_EPOCHS, 
     """Train a digits SmallCNN for ``stage`` (original/retrain) with ``seed`` (the suite's ``TEST_SEED`` by default)
     and save a Lightning checkpoint."""
     L.seed_everything(seed, verbose=False)
+    # Cosine-annealed to lr 0 like the shipped configs: the models end converged, not wherever the last constant-lr
+    # step left them (measured over seeds 0–4: the original's forget accuracy 0.961–1.000 at a constant lr, 1.000 annealed).
     module = BaseTraining(
-        digits_net(), stage=stage, optimizer=lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+        digits_net(), stage=stage, optimizer=lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4),
+        lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
     )
     trainer = quiet_trainer(max_epochs=epochs, limit_val_batches=0)
     trainer.fit(module, datamodule=make_datamodule(workdir, rule))

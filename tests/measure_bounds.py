@@ -4,7 +4,7 @@
 
 Runs ``pytest -m trained`` (or the pytest arguments given) once per (seed, kernel set) with
 ``UNLEARN_MC_TEST_SEED`` and ``ATEN_CPU_CAPABILITY`` set, collects what ``tests/measured.py`` records,
-and prints per quantity: the bound, the number of runs, min / mean / max, and the margin of the worst run
+with ``UNLEARN_MC_MEASURE_ONLY=1`` (every bound recorded, none asserted), and prints per quantity: the bound, the number of runs, min / mean / max, and the margin of the worst run
 to the bound (negative: some run broke it). A failing run is data here, not an error.
 """
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_one(seed: int, kernels: str, pytest_args: list[str], out: Path) -> tuple[int, str, int]:
-    env = {**os.environ, "UNLEARN_MC_TEST_SEED": str(seed), "UNLEARN_MC_MEASURE_FILE": str(out)}
+    env = {**os.environ, "UNLEARN_MC_TEST_SEED": str(seed), "UNLEARN_MC_MEASURE_FILE": str(out), "UNLEARN_MC_MEASURE_ONLY": "1"}
     if kernels != "native":
         env["ATEN_CPU_CAPABILITY"] = kernels
     else:

@@ -8,7 +8,8 @@ last bit at step 1 differs in the metrics at the end).
 
 ``at_least`` / ``at_most`` / ``within`` assert a bound and, when ``UNLEARN_MC_MEASURE_FILE`` names a file,
 first append the measured value to it as one JSON line (name, value, bound, seed, kernel set).
-``tests/measure_bounds.py`` runs the trained tests under several seeds and kernel sets and prints, for
+With ``UNLEARN_MC_MEASURE_ONLY=1`` the bounds are recorded but not asserted, so that one quantity out of bounds
+does not hide the ones checked after it. ``tests/measure_bounds.py`` runs the trained tests under several seeds and kernel sets and prints, for
 every named quantity, the spread over the runs and the margin to its bound; each bound's comment in the
 tests quotes that table.
 """
@@ -19,6 +20,7 @@ import json
 import os
 
 TEST_SEED = int(os.environ.get("UNLEARN_MC_TEST_SEED", "0"))
+_MEASURE_ONLY = os.environ.get("UNLEARN_MC_MEASURE_ONLY") == "1"
 
 
 def _record(name: str, value: float, low: float | None, high: float | None) -> None:
@@ -34,13 +36,13 @@ def _record(name: str, value: float, low: float | None, high: float | None) -> N
 def at_least(name: str, value: float, bound: float, context: object = "") -> None:
     """Assert ``value >= bound`` for the trained quantity ``name``, recording it first."""
     _record(name, value, bound, None)
-    assert value >= bound, f"{name} = {value:.4f} < {bound} {context}"
+    assert _MEASURE_ONLY or value >= bound, f"{name} = {value:.4f} < {bound} {context}"
 
 
 def at_most(name: str, value: float, bound: float, context: object = "") -> None:
     """Assert ``value <= bound`` for the trained quantity ``name``, recording it first."""
     _record(name, value, None, bound)
-    assert value <= bound, f"{name} = {value:.4f} > {bound} {context}"
+    assert _MEASURE_ONLY or value <= bound, f"{name} = {value:.4f} > {bound} {context}"
 
 
 def within(name: str, difference: float, tolerance: float, context: object = "") -> None:

@@ -34,9 +34,11 @@ from unlearn_mc.evaluation import evaluate_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EXACT = 1e-5
-CURVE_EVAL_TOLERANCE = 0.01  # accuracies and MIA along a curve (≈ 3 test samples of 359)
-CURVE_LOSS_TOLERANCE = 0.1  # relative, losses along a curve
-TRAIN_TOLERANCE = 0.03
+CURVE_EVAL_TOLERANCE = 0.02  # accuracies along a curve
+CURVE_MIA_TOLERANCE = 0.04  # the MIA scores along a curve: classifiers fitted on ~130 per-sample values
+CURVE_LOSS_TOLERANCE = 0.15  # relative, losses along a curve
+TRAIN_TOLERANCE = 0.03  # base training and a curve fit
+UNLEARN_TOLERANCE = 0.08  # an unlearning method: ascent on the forget loss amplifies any difference in the trajectory
 ACCURACIES = ("forget_acc", "retain_acc", "test_acc")
 pytestmark = [pytest.mark.slow, pytest.mark.trained]
 COMMON = ["--trainer.enable_progress_bar=false", "--model.init_args.net.init_args.width=16", f"--seed_everything={TEST_SEED}"]
@@ -112,12 +114,12 @@ def test_the_straight_line_evaluated_on_two_processes_matches_one_process(digits
             if name.endswith("_loss"):
                 within(f"{what} (relative)", (row_two[name] - value) / value, CURVE_LOSS_TOLERANCE)
             else:
-                within(what, row_two[name] - value, CURVE_EVAL_TOLERANCE)
+                within(what, row_two[name] - value, CURVE_MIA_TOLERANCE if name.startswith("mia") else CURVE_EVAL_TOLERANCE)
 
 
-def _assert_close(one: dict[str, float], two: dict[str, float], what: str) -> None:
+def _assert_close(one: dict[str, float], two: dict[str, float], what: str, tolerance: float = TRAIN_TOLERANCE) -> None:
     for name in ACCURACIES:
-        within(f"ddp vs 1 process/{what}.{name}", one[name] - two[name], TRAIN_TOLERANCE, f"{one[name]:.4f} on 1 process, {two[name]:.4f} on 2")
+        within(f"ddp vs 1 process/{what}.{name}", one[name] - two[name], tolerance, f"{one[name]:.4f} on 1 process, {two[name]:.4f} on 2")
 
 
 def test_base_training_on_two_processes_matches_one_process(digits_models, tmp_path):
@@ -143,8 +145,8 @@ def test_an_unlearning_method_on_two_processes_matches_one_process(digits_models
     two = metrics_of(tmp_path / "two/checkpoints/digits/grad_diff.ckpt", datamodule)
     before = metrics_of(digits_models.original, datamodule)
     assert one["forget_acc"] < before["forget_acc"] and two["forget_acc"] < before["forget_acc"]
-    _assert_close(one, two, "GradDiff")
-    within("ddp vs 1 process/GradDiff.avg_gap", logged(tmp_path / "two")["avg_gap"] - logged(tmp_path / "one")["avg_gap"], TRAIN_TOLERANCE)
+    _assert_close(one, two, "GradDiff", UNLEARN_TOLERANCE)
+    within("ddp vs 1 process/GradDiff.avg_gap", logged(tmp_path / "two")["avg_gap"] - logged(tmp_path / "one")["avg_gap"], UNLEARN_TOLERANCE)
 
 
 def test_a_curve_fit_on_two_processes_matches_one_process(digits_models, tmp_path):

@@ -13,18 +13,22 @@ from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.optim import DataCurriculum, GaussNewtonBartlett, SophiaG, SuperLoss, read_dynamics, setting_between
 from unlearn_mc.unlearning import NPO, SCRUB, BadTeacher, FineTune, GradDiff, GradientAscent, L1Sparse, RandomLabel, SalUn
 
-GA = dict(method=GradientAscent, epochs=5, kwargs={})
+# Class forgetting (class FORGET_CLASS): a strong signal every dynamics must reproduce. Under random 10% forgetting on
+# digits, gradient ascent cannot lower forget accuracy without lowering retain accuracy alike (same distribution), and
+# where it lands varies with the seed far more than with the dynamics.
+GA = dict(method=GradientAscent, epochs=3, kwargs={})
 RL = dict(method=RandomLabel, epochs=3, kwargs=dict(forget_weight=0.1, retain_weight=0.9))
-SGD_GA = lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9)  # noqa: E731
+SGD_GA = lambda params: torch.optim.SGD(params, lr=0.005, momentum=0.9)  # noqa: E731
 SGD_RL = lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9)  # noqa: E731
-
-MIN_FORGET_DROP, MIN_RETAIN_ACC = 0.05, 0.6
+# Bounds, from tests/measure_bounds.py over seeds 0–4 × native/default kernels (10 runs per dynamics): the smallest
+# forget-accuracy drop was 0.53 (GA+SophiaG), the lowest retain accuracy 0.68 (plain GA); margins 0.13 and 0.13.
+MIN_FORGET_DROP, MIN_RETAIN_ACC = 0.4, 0.55
 
 # (name, method, optimizer factory, curriculum module, callbacks)
 RUNS = {
     "GA": (GA, SGD_GA, None, []),
     "GA+SuperLoss": (GA, SGD_GA, SuperLoss, []),
-    "GA+SophiaG": (GA, lambda params: SophiaG(params, lr=1.5e-3), None, [GaussNewtonBartlett]),
+    "GA+SophiaG": (GA, lambda params: SophiaG(params, lr=1e-3), None, [GaussNewtonBartlett]),
     "RL": (RL, SGD_RL, None, []),
     "RL+DataCurriculum": (RL, SGD_RL, None, [DataCurriculum]),
     "RL+SophiaG": (RL, lambda params: SophiaG(params, lr=3e-3), None, [GaussNewtonBartlett]),
@@ -36,7 +40,7 @@ def unlearn(digits_models, name: str, tmp_path=None):
     L.seed_everything(TEST_SEED, verbose=False)
     extra = {"curriculum": curriculum()} if curriculum is not None else {}
     module = spec["method"](digits_net(), original=str(digits_models.original), optimizer=optimizer, **spec["kwargs"], **extra)
-    datamodule = digits_models.datamodule("random")
+    datamodule = digits_models.datamodule("class")
     trainer = quiet_trainer(max_epochs=spec["epochs"], limit_val_batches=0, callbacks=[callback() for callback in callbacks])
     trainer.fit(module, datamodule=datamodule)
     metrics = evaluate_model(module.net.eval(), datamodule.eval_dataloaders(), torch.device("cpu"))
@@ -50,7 +54,7 @@ def unlearn(digits_models, name: str, tmp_path=None):
 @pytest.fixture(scope="module")
 def original_metrics(digits_models):
     module = GradientAscent(digits_net(), original=str(digits_models.original))
-    return evaluate_model(module.net.eval(), digits_models.datamodule("random").eval_dataloaders(), torch.device("cpu"))
+    return evaluate_model(module.net.eval(), digits_models.datamodule("class").eval_dataloaders(), torch.device("cpu"))
 
 
 @pytest.mark.trained
@@ -71,7 +75,7 @@ def test_superloss_reweights_the_forget_term_of_gradient_ascent_and_checkpoints_
     assert dynamics["method"] == "unlearn_mc.unlearning.grad_ascent.GradientAscent"
     assert dynamics["seed"] == TEST_SEED and dynamics["curriculum"] == "superloss"
     assert dynamics["curriculum_args"]["superloss"] == {"lam": 10.0, "tau": "running_mean", "momentum": 0.9}
-    assert dynamics["optimizer"] == "torch.optim.sgd.SGD" and dynamics["optimizer_args"]["lr"] == 0.01
+    assert dynamics["optimizer"] == "torch.optim.sgd.SGD" and dynamics["optimizer_args"]["lr"] == 0.005
     state = torch.load(checkpoint, weights_only=True)["state_dict"]
     assert state["curriculum._extra_state"]["taus"]["forget"] == pytest.approx(module.curriculum.taus["forget"])
     plain = dict(dynamics, curriculum="none")

@@ -72,7 +72,8 @@ def test_weighted_mean_with_fixed_tau_and_its_gradient_is_sigma_over_n_times_the
     superloss = SuperLoss(lam=10.0, tau=4.0)
     value = superloss(per_sample, "train")
     sigma = superloss_confidence(per_sample.detach(), 4.0, 10.0)
-    assert value.item() == pytest.approx((per_sample.detach() * sigma).mean().item(), rel=1e-14)
+    superloss_value = ((per_sample.detach() - 4.0) * sigma + 10.0 * torch.log(sigma) ** 2).mean()  # (ℓ−τ)σ + λ(log σ)²
+    assert value.item() == pytest.approx(superloss_value.item(), rel=1e-14)
     (gradient,) = torch.autograd.grad(value, weights, retain_graph=True)
     per_sample_grads = torch.stack([torch.autograd.grad(per_sample[i], weights, retain_graph=True)[0] for i in range(6)])
     expected = (sigma[:, None] / 6 * per_sample_grads).sum(0)
@@ -89,9 +90,10 @@ def test_tau_is_an_exponential_moving_average_of_batch_means_kept_per_key():
     superloss(torch.tensor([10.0]), "retain")
     assert superloss.tau("retain") == pytest.approx(10.0)
     assert superloss.tau("forget") == pytest.approx(2.5)
-    # the current batch counts before σ is computed: a batch at its own mean gets σ = 1 with momentum 0
+    # the current batch counts before σ is computed: a batch at its own mean gets σ = 1 with momentum 0, so
+    # (ℓ−τ)σ + λ(log σ)² = 0
     batch = torch.tensor([3.0, 3.0])
-    assert SuperLoss(momentum=0.0)(batch, "x").item() == pytest.approx(3.0)
+    assert SuperLoss(momentum=0.0)(batch, "x").item() == pytest.approx(0.0, abs=1e-12)
 
 
 def test_fixed_tau_never_moves_and_bad_settings_are_refused():
