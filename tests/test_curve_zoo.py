@@ -203,7 +203,7 @@ def zoo(request):
     start, end = _endpoint(case, 1), _endpoint(case, 2)
     if request.param == "frozen_backbone":
         end.backbone.load_state_dict(start.backbone.state_dict())  # a shared frozen backbone, two heads
-    curve = CurveModule(case.build(), start, end.state_dict(), curve="bezier", num_bends=case.num_bends,
+    curve = CurveModule(case.build(), start, end.state_dict(), curve="bezier", num_bends=case.num_bends, retrain=end,
                         optimizer=lambda params: torch.optim.SGD(params, lr=0.1)).eval()
     return request.param, case, start, end, curve
 
@@ -230,6 +230,8 @@ def test_endpoints_are_reproduced_exactly(zoo):
 def test_only_the_bends_reach_the_optimiser(zoo):
     name, case, _, _, curve = zoo
     assert [key for key, _ in curve.named_parameters()] == ["bends"]
+    assert not any(key.startswith("_retrain") for key, _ in curve.named_modules())  # a module given as retrain is a snapshot
+    assert not any(key.startswith("_retrain") for key in curve.state_dict())
     optimiser = curve.configure_optimizers()
     assert [p for group in optimiser.param_groups for p in group["params"]] == [curve.bends]
     trainable = {id(p): p for p in case.build().parameters() if p.requires_grad}
@@ -272,3 +274,132 @@ def test_state_dict_at_t_in_a_fresh_copy_gives_the_curve(zoo):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert torch.equal(_logits(_call(fresh, inputs)), _logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)))
+
+
+def test_a_saved_curve_loads_from_its_file_alone(zoo, tmp_path):
+    name, case, _, _, curve = zoo
+    path = tmp_path / "curve.ckpt"
+    torch.save({"state_dict": curve.state_dict(), "hyper_parameters": dict(curve.hparams)}, path)
+    loaded = CurveModule.load_curve(path, case.build()).eval()
+    inputs = case.inputs(9)
+    for t in (0.0, 0.6, 1.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 0.6 is not recalibrated, in either
+            assert torch.equal(_logits(_call(lambda *a, **k: loaded(*a, t=t, **k), inputs)), _logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)))
+    if case.batchnorm:
+        # a checkpoint of the earlier format (no endpoint statistics) still loads; its endpoints then use the saved statistics
+        old = {key: value for key, value in curve.state_dict().items() if not key.startswith(("bn_start.", "bn_end.", "bn_calibrated_t"))}
+        torch.save({"state_dict": old, "hyper_parameters": dict(curve.hparams)}, path)
+        assert len(CurveModule.load_curve(path, case.build()).bn_start) == 0
+
+
+# ---------------------------------------------------------------- buffers, frozen tensors and BatchNorm, one rule each
+def test_training_forwards_leave_every_buffer_as_the_rule_says():
+    case = CASES["running_buffer"]
+    start, end = _endpoint(case, 1), _endpoint(case, 2)
+    curve = CurveModule(RunningCenter(), start, end, curve="bezier", num_bends=3).train()
+    assert "steps" in curve.fixed_shared and "center" in curve.fixed_start and "table" in curve.fixed_end
+    before = {key: value.clone() for key, value in curve.state_dict().items()}
+    for t in (0.0, 0.5, 1.0):
+        curve(torch.randn(3, 4), t=t).sum().backward()
+    after = curve.state_dict()
+    for key, value in before.items():
+        if key != "bends":
+            assert torch.equal(after[key], value), key
+    _same_state(curve.state_dict_at(1.0), end.state_dict())
+    midway = curve.state_dict_at(0.5)
+    assert torch.equal(midway["table"], torch.lerp(start.table, end.table, 0.5)) and torch.equal(midway["steps"], start.steps)
+
+
+def test_an_integer_buffer_that_differs_between_the_endpoints_is_refused():
+    start, end = RunningCenter(), RunningCenter()
+    end.steps += 3
+    with pytest.raises(UnlearnMCError, match="'steps'.*differs between start and end"):
+        CurveModule(RunningCenter(), start, end)
+
+
+def test_a_frozen_backbone_that_differs_is_interpolated_not_bent():
+    start, end = _endpoint(CASES["frozen_backbone"], 1), _endpoint(CASES["frozen_backbone"], 2)
+    curve = CurveModule(FrozenBackbone(), start.state_dict(), end, curve="polychain", num_bends=5)
+    assert curve.bends.shape == (3, sum(p.numel() for p in start.head.parameters()))
+    state = curve.state_dict_at(0.25)
+    for key, value in start.backbone.state_dict().items():
+        assert torch.equal(state[f"backbone.{key}"], torch.lerp(value, end.backbone.state_dict()[key], 0.25))
+    assert not any(p.requires_grad for p in curve.network_at(0.25).backbone.parameters())
+
+
+def test_tied_weights_differing_in_a_state_dict_are_refused():
+    start, end = TinyTransformer(), TinyTransformer().state_dict()
+    end["out_proj.weight"] = end["out_proj.weight"] + 1.0
+    with pytest.raises(UnlearnMCError, match="'embed.weight' and 'out_proj.weight'"):
+        CurveModule(TinyTransformer(), start, end)
+
+
+def test_stale_batchnorm_statistics_warn_once_and_network_at_recalibrates():
+    case = CASES["mobilenet_v3_small"]
+    curve = CurveModule(case.build(), _endpoint(case, 1), _endpoint(case, 2), curve="bezier", num_bends=3).eval()
+    inputs = _images(0)
+    with pytest.warns(UserWarning, match="t=0.4 with BatchNorm statistics that were not recalibrated"):
+        curve(inputs, t=0.4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        curve(inputs, t=0.7)  # once per curve
+        net = curve.network_at(0.4, bn_loader=[(_images(5), torch.zeros(2)), (_images(6), torch.zeros(2))]).eval()
+        assert torch.equal(net(inputs), curve(inputs, t=0.4))
+        reference = copy.deepcopy(net)
+        from torch.optim.swa_utils import update_bn
+
+        update_bn([_images(5), _images(6)], reference)
+        for ours, theirs in zip(net.buffers(), reference.buffers()):
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- any call signature and batch
+def test_batches_split_into_inputs_and_labels():
+    x, x2, y = torch.zeros(2, 3), torch.ones(2, 3), torch.tensor([0, 1])
+    assert split_batch((x, y))[0] is x and split_batch([x, y])[1] is y
+    inputs, labels = split_batch((x, x2, y), label_key=-1)
+    assert isinstance(inputs, ModelInputs) and inputs.args == (x, x2) and labels is y
+    inputs, labels = split_batch({"input_ids": x, "attention_mask": x2, "label": y})
+    assert inputs.kwargs == {"input_ids": x, "attention_mask": x2} and labels is y and len(inputs) == 2
+    assert split_batch({"ids": x, "target": y}, label_key="target")[1] is y
+    with pytest.raises(UnlearnMCError, match="no labels"):
+        split_batch({"ids": x})
+    streams = stream_batches({"forget": {"input_ids": x, "labels": y}, "retain": (x2, y)}, ("forget", "retain"))
+    assert streams["forget"][0].kwargs == {"input_ids": x} and streams["retain"][0] is x2
+
+
+class DictBatches(L.LightningDataModule):
+    """Hugging Face–style dict batches: ``input_ids``, ``attention_mask`` and ``labels``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.splits = {
+            name: [{"input_ids": torch.randint(0, 13, (4,), generator=generator), "attention_mask": torch.tensor([1, 1, 1, k % 2]),
+                    "labels": torch.tensor(k % 3)} for k in range(8)]
+            for name in ("forget", "retain", "test")
+        }
+
+    def train_dataloader(self):
+        return CombinedLoader({name: DataLoader(self.splits[name], batch_size=4) for name in ("forget", "retain")}, mode="max_size_cycle")
+
+    def eval_dataloaders(self) -> dict[str, DataLoader]:
+        return {name: DataLoader(samples, batch_size=4) for name, samples in self.splits.items()}
+
+
+def test_a_keyword_model_trains_and_evaluates_on_dict_batches_with_in_memory_endpoints(tmp_path):
+    start, end = _endpoint(CASES["keyword_inputs"], 1), _endpoint(CASES["keyword_inputs"], 2)
+    curve = CurveModule(KeywordClassifier(), start, end.state_dict(), objective="GradDiff", objective_args={"original": start},
+                        retrain=end, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    assert curve.hparams.start == "<in memory: KeywordClassifier>" and curve.hparams.objective_args == {"original": "<in memory: KeywordClassifier>"}
+    before = curve.bends.detach().clone()
+    evaluation = CurveEvaluation(t_grid=3, figure=False)
+    quiet_trainer(max_steps=2, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[evaluation]).fit(curve, datamodule=DictBatches())
+    assert not torch.equal(before, curve.bends.detach())
+    rows = evaluation.last_result.rows
+    assert len(rows) == 3 and {"forget_acc", "retain_acc", "test_acc", "avg_gap"} <= set(rows[0])
+    assert rows[-1]["avg_gap"] == pytest.approx(0.0, abs=1e-12)  # t = 1 is the retrain model itself
+    batch = next(iter(DictBatches().eval_dataloaders()["test"]))
+    logits = F.softmax(curve.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], t=1.0).logits, -1)
+    assert torch.equal(logits, F.softmax(end(batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1))

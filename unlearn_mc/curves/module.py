@@ -275,9 +275,12 @@ class CurveModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         self.l2, self.eval_t, self.bn_split, self.bn_batches = float(l2), float(eval_t), bn_split, bn_batches
         self.label_key = label_key
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
-        self.retrain_path, self._retrain_source = retrain, retrain_source
+        self.retrain_path = retrain
 
         net = copy.deepcopy(net)
+        # a module or state_dict is kept as a snapshot of its tensors, outside the curve's modules and state
+        in_memory = isinstance(retrain_source, (nn.Module, Mapping))
+        self._retrain_source = network_state_from_source(net, retrain_source, "retrain") if in_memory else retrain_source
         self.layout = FlatLayout(net, trainable)
         self.state_keys = list(net.state_dict().keys())
         num_inner = self.family.num_bends - 2
