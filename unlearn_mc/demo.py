@@ -1,6 +1,6 @@
 """``make demo``: the digits mode-connectivity study, from one YAML, on the embedded digits data.
 
-Runs ``unlearn-mc study --config configs/digits/study.yaml``: original and retrain models,
+Runs ``unlearn-mc study --config configs/digits/study.yaml`` (forgetting class 3): original and retrain models,
 five unlearned endpoints, straight lines and Bezier curves between them, evaluation along every
 curve, the analyses, and ``studies/digits/report.md``. Prints the main tables and where the
 report and the TensorBoard runs are. A second run reuses every finished stage.
@@ -21,6 +21,15 @@ from unlearn_mc.study.tables import markdown_table
 STUDY = Path(__file__).resolve().parents[1] / "configs" / "digits" / "study.yaml"
 
 
+def _forgetting(data: dict) -> str:
+    """``forget class 3`` or ``random 10% forgetting``, from the study's data settings."""
+    if data.get("forget_rule") == "class":
+        return f"forget class {', '.join(map(str, data.get('forget_classes', [])))}"
+    if data.get("forget_count"):
+        return f"random forgetting of {data['forget_count']} samples"
+    return f"random {100 * float(data.get('forget_ratio', 0.1)):g}% forgetting"
+
+
 def run_demo(study_path: Path = STUDY) -> int:
     started = time.perf_counter()
     try:
@@ -31,7 +40,7 @@ def run_demo(study_path: Path = STUDY) -> int:
         print(f"unlearn-mc: error: {error}", file=sys.stderr)
         return 2
     curves = [{k: row[k] for k in ("curve", "retain_barrier", "forget_barrier", "mcu_holds", "best_t")} for row in curve_rows(results)]
-    print("\nMethods (digits, random 10% forgetting):\n" + markdown_table(method_table(study, results)))
+    print(f"\nMethods ({study.data.get('dataset', 'digits')}, {_forgetting(study.data)}):\n" + markdown_table(method_table(study, results)))
     print("\nCurves:\n" + markdown_table(curves))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     print(f"report: {report}")
