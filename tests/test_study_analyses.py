@@ -238,3 +238,26 @@ def test_bad_analysis_settings_are_refused_in_one_sentence(tmp_path, change, mes
     with pytest.raises(UnlearnMCError, match=message) as refused:
         load_study(path)
     assert str(refused.value).count(". ") == 0
+
+
+def test_a_study_on_28x28_arrays_with_random_forgetting_finishes_with_its_report(tmp_path):
+    """The digits study pointed at another real 28×28 dataset through ``dataset: npz`` (here the digits themselves,
+    upsampled to 28×28 and split into a train and a test part) trains every stage and writes every analysis."""
+    import numpy as np
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = F.interpolate(torch.tensor(digits.images[:600, None] / 16.0, dtype=torch.float32), size=(28, 28), mode="bilinear")
+    x, y = ((images - images.mean()) / images.std()).numpy(), digits.target[:600]
+    np.savez(tmp_path / "arrays28.npz", x=x[:500], y=y[:500], x_test=x[500:], y_test=y[500:])
+    study = copy.deepcopy(STUDY)
+    study["data"] = {"dataset": "npz", "data_dir": str(tmp_path / "arrays28.npz"), "forget_ratio": 0.1}
+    study["methods"] = {"ga": {"method": "GradientAscent", "epochs": 1}, "ft": {"method": "FineTune", "epochs": 1}}
+    study["curves"] = {"families": {"bezier": {"curve": "bezier", "epochs": 1}}, "pairs": [["ga", "ft"]]}
+    report = _run(tmp_path, study)
+    text = report.read_text()
+    assert "## Relearning attack" in text and "## Analyses that failed" not in text
+    assert {row["status"] for row in _rows(tmp_path / "out" / "methods.csv")} <= {"ok", "collapsed", "diverged"}
+    controls = {row["model"] for row in _rows(tmp_path / "out" / "relearn.csv") if not row["curve"]}
+    assert {"original", "retrain", "ga", "ft"} <= controls
