@@ -1,6 +1,9 @@
 """Original and retrain models on digits: accuracy, and what the retrain model never saw.
 
-Bounds: measured by ``tests/measure_bounds.py`` over seeds 0–4 × native/default kernels (see each comment).
+Bounds: measured by ``tests/measure_bounds.py`` over seeds 0–4 × native/default kernels (10 runs, cosine-annealed
+training): the original's forget and retain accuracy and the class retrain model's retain accuracy were 1.000 in every
+run, test accuracies 0.983–0.997, the retrain model's |forget − test| gap 0.002–0.017, the class retrain model's forget
+accuracy 0. Each bound leaves at least 0.01 (accuracies near 1) or 0.02 below the worst run.
 """
 
 from __future__ import annotations

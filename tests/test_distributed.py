@@ -34,11 +34,14 @@ from unlearn_mc.evaluation import evaluate_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EXACT = 1e-5
+# Tolerances: tests/measure_bounds.py over seeds 0–4 × native/default kernels (10 runs) measured at most 0.008 on
+# accuracies and MIA along the straight line, 0.047 relative on its losses, 0.006 on base training and on the curve fit,
+# and 0.11 on GradDiff's forget accuracy (0.09 on its avg_gap); each tolerance leaves at least 1.3× the worst run.
 CURVE_EVAL_TOLERANCE = 0.02  # accuracies along a curve
 CURVE_MIA_TOLERANCE = 0.04  # the MIA scores along a curve: classifiers fitted on ~130 per-sample values
 CURVE_LOSS_TOLERANCE = 0.15  # relative, losses along a curve
 TRAIN_TOLERANCE = 0.03  # base training and a curve fit
-UNLEARN_TOLERANCE = 0.08  # an unlearning method: ascent on the forget loss amplifies any difference in the trajectory
+UNLEARN_TOLERANCE = 0.15  # an unlearning method: ascent on the forget loss amplifies any difference in the trajectory
 ACCURACIES = ("forget_acc", "retain_acc", "test_acc")
 pytestmark = [pytest.mark.slow, pytest.mark.trained]
 COMMON = ["--trainer.enable_progress_bar=false", "--model.init_args.net.init_args.width=16", f"--seed_everything={TEST_SEED}"]

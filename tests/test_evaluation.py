@@ -49,16 +49,18 @@ def _loaders(**splits):
     return {name: DataLoader(TensorDataset(x, y), batch_size=64) for name, (x, y) in splits.items()}
 
 
+# Bounds, over seeds 0–4 × native/default kernels (10 runs): members' efficacy 0.000 and loss-attack accuracy
+# 0.935–0.975; non-members' efficacy 0.927–0.980 and loss-attack accuracy within 0.073 of chance (0.087 untrained).
 @pytest.mark.trained
 def test_mia_calls_trained_forget_samples_members_and_unseen_ones_non_members(memorised):
     net, _, (mx, my), (ox, oy) = memorised
     # Forget set inside the training set: the attack sees members (efficacy ≈ 0, loss attack ≈ 1).
     seen = evaluate_model(net, _loaders(forget=(mx[:100], my[:100]), retain=(mx[100:], my[100:]), test=(ox[:150], oy[:150])))
     at_most("mia/members.mia_efficacy", seen["mia_efficacy"], 0.1)
-    at_least("mia/members.mia_loss_acc", seen["mia_loss_acc"], 0.9)
+    at_least("mia/members.mia_loss_acc", seen["mia_loss_acc"], 0.85)
     # Forget set the model never trained on (as after perfect unlearning): non-members.
     unseen = evaluate_model(net, _loaders(forget=(ox[150:], oy[150:]), retain=(mx[100:], my[100:]), test=(ox[:150], oy[:150])))
-    at_least("mia/non-members.mia_efficacy", unseen["mia_efficacy"], 0.9)
+    at_least("mia/non-members.mia_efficacy", unseen["mia_efficacy"], 0.85)
     within("mia/non-members.|mia_loss_acc - 0.5|", unseen["mia_loss_acc"] - 0.5, 0.2)
 
 

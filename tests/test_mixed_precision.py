@@ -19,8 +19,9 @@ from unlearn_mc.training import BaseTraining
 from unlearn_mc.unlearning import GradDiff
 
 pytestmark = pytest.mark.trained
+# Measured by tests/measure_bounds.py over seeds 0–4 × native/default kernels (10 runs): at most 0.032 (base training),
+# 0.008 (GradDiff at lr 0.01; at lr 0.03 its ascent amplified the rounding differences to 0.16) and 0 (curve fit).
 BF16_TOLERANCE = 0.05
-BF16_FORGET_TOLERANCE = 0.15  # the forget accuracy of an unlearning method: ascent amplifies every rounding difference
 ACCURACIES = ("forget_acc", "retain_acc", "test_acc")
 
 
@@ -34,10 +35,9 @@ def fit(module: L.LightningModule, datamodule, precision: str, **trainer_args) -
     return module
 
 
-def assert_close(fp32: dict[str, float], bf16: dict[str, float], what: str, forget_tolerance: float = BF16_TOLERANCE) -> None:
+def assert_close(fp32: dict[str, float], bf16: dict[str, float], what: str) -> None:
     for name in ACCURACIES:
-        tolerance = forget_tolerance if name == "forget_acc" else BF16_TOLERANCE
-        within(f"bf16 vs fp32/{what}.{name}", fp32[name] - bf16[name], tolerance, f"{fp32[name]:.4f} in fp32, {bf16[name]:.4f} in bf16-mixed")
+        within(f"bf16 vs fp32/{what}.{name}", fp32[name] - bf16[name], BF16_TOLERANCE, f"{fp32[name]:.4f} in fp32, {bf16[name]:.4f} in bf16-mixed")
 
 
 def test_base_training_in_bf16_mixed_stays_close_to_fp32(digits_models):
@@ -56,12 +56,12 @@ def test_an_unlearning_method_in_bf16_mixed_stays_close_to_fp32(digits_models):
     datamodule = digits_models.datamodule("random")
     results = {}
     for precision in ("32-true", "bf16-mixed"):
-        module = GradDiff(digits_net(), str(digits_models.original), optimizer=sgd(0.03), alpha=0.7)
+        module = GradDiff(digits_net(), str(digits_models.original), optimizer=sgd(0.01), alpha=0.7)
         fit(module, datamodule, precision, max_epochs=2)
         results[precision] = evaluate_model(module.net.eval(), datamodule.eval_dataloaders())
     original = evaluate_model(GradDiff(digits_net(), str(digits_models.original)).net.eval(), datamodule.eval_dataloaders())
     assert results["bf16-mixed"]["forget_loss"] > original["forget_loss"]
-    assert_close(results["32-true"], results["bf16-mixed"], "GradDiff", BF16_FORGET_TOLERANCE)
+    assert_close(results["32-true"], results["bf16-mixed"], "GradDiff")
 
 
 def test_a_curve_fit_in_bf16_mixed_stays_close_to_fp32(digits_models, tmp_path):

@@ -35,10 +35,12 @@ from unlearn_mc.unlearning import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+# Bounds: tests/measure_bounds.py over seeds 0–4 × native/default kernels (10 runs per method and rule). Under random
+# forgetting the smallest forget-accuracy drop was 0.085 (SalUn) and the smallest forget-loss rise 0.49 nats (GradDiff);
+# Bad Teacher's MIA-efficacy rise was 0.25–0.79. Each bound leaves at least 0.03 below the worst run.
 FORGET_DROP = 0.05
 FORGET_LOSS_RISE = 0.3
 MIA_RISE = 0.1
-
 
 def sgd(lr: float, **kwargs):
     return lambda params: torch.optim.SGD(params, lr=lr, momentum=0.9, **kwargs)
@@ -62,14 +64,15 @@ RUNS = {
 }
 KEEP_FORGET_SET = {"finetune", "l1_sparse"}  # no forgetting is asked of them
 ERASE_CLASS = {"random_label", "salun", "bad_teacher", "scrub"}
-# Pure gradient ascent has no retain term: on a whole class it walks a knife-edge between stopping short
-# and collapsing the other classes, and where it lands depends on the original's seed (lr 0.005, 3 epochs,
-# originals of seeds 0/1/2: forget acc 0.12/0.015/0.03, other-class test acc 0.96/0.82/0.92). It must
-# forget most of the class without destroying the model.
-GA_CLASS_MAX_FORGET_ACC, GA_CLASS_MIN_TEST_ACC = 0.25, 0.5
+# Pure gradient ascent has no retain term: on a whole class it walks a knife-edge between stopping short and
+# collapsing the other classes. Measured over the 10 runs: forget accuracy 0.00–0.09, other-class test accuracy
+# 0.77–0.93. It must forget most of the class without destroying the model.
+GA_CLASS_MAX_FORGET_ACC, GA_CLASS_MIN_TEST_ACC = 0.25, 0.6
+# FineTune and L1Sparse (no forgetting asked): test accuracy 0.983–0.997 and retain accuracy 1.000 in every run.
 KEEP_MIN_TEST_ACC, KEEP_MIN_RETAIN_ACC = 0.9, 0.95
-ERASE_MAX_FORGET_ACC, ERASE_MIN_TEST_ACC = 0.1, 0.8
-
+# Methods that erase a class: forget accuracy ≤ 0.075 (Bad Teacher; 0 for the others), its test samples ≤ 0.05, the
+# other classes' test accuracy ≥ 0.81 (SalUn, whose weight decay costs the most; RandomLabel ≥ 0.91, SCRUB ≥ 0.92).
+ERASE_MAX_FORGET_ACC, ERASE_MIN_TEST_ACC = 0.15, 0.7
 
 def datamodule_for(digits_models, rule: str):
     if rule == "class":
@@ -128,7 +131,7 @@ def test_method_runs_and_forgets(digits_models, original_metrics, method, rule):
         at_least(f"{name}.test_acc", metrics["test_acc"], GA_CLASS_MIN_TEST_ACC, summary)
     if rule == "class" and method in ERASE_CLASS:
         at_most(f"{name}.forget_acc", metrics["forget_acc"], ERASE_MAX_FORGET_ACC, summary)
-        at_most(f"{name}.test_forget_class_acc", metrics["test_forget_class_acc"], ERASE_MAX_FORGET_ACC * 2, summary)
+        at_most(f"{name}.test_forget_class_acc", metrics["test_forget_class_acc"], ERASE_MAX_FORGET_ACC, summary)
         at_least(f"{name}.test_acc", metrics["test_acc"], ERASE_MIN_TEST_ACC, summary)  # the other classes
     if method == "salun":
         assert_mask_is_hard(module, digits_models.original)
