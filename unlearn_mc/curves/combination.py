@@ -6,6 +6,13 @@ the trainable columns of the bends, and ``frozen_bends`` (B, P_frozen), the rest
 whatever the number of tensors. The gradient reaching the bends is ∂L/∂θ_j = c_j(t)·∂L/∂φ; it is
 written straight into one (B, P_train) tensor from the per-tensor gradients, instead of
 concatenating them first (what autograd's ``split`` would do), which saves two passes over P.
+
+Both vectors of length P (φ itself and the bends' gradient) are written into memory kept across
+steps (``ReusableBuffer``): a fresh allocation of tens of megabytes at every step comes back from
+the allocator as new pages, and faulting them in costs as much as the arithmetic (ResNet-18: about
+20 ms per vector and step). Memory is reused only while nothing else references it, so a graph that
+still needs the previous φ (several forwards before one backward, ``create_graph``), a gradient the
+caller kept, or φ held by the caller, gets fresh memory instead: never a changed value.
 """
 
 from __future__ import annotations
@@ -16,11 +23,63 @@ import torch
 from torch import Tensor
 
 
-def combine_flat(coefficients: Tensor, endpoints: Tensor, bends: Tensor, frozen_bends: Tensor) -> Tensor:
-    """The flat vector φ = c_0·θ_0 + c_{n−1}·θ_{n−1} + Σ_{j=1}^{n−2} c_j·θ_j (length P_train + P_frozen), no autograd."""
+def _storage_references(tensor: Tensor) -> int:
+    """How many tensors (views, saved tensors of a graph, ``.grad`` aliases …) hold ``tensor``'s memory, as counted
+    through one temporary storage object (so the count of a tensor nothing else references is the same at every call)."""
+    return torch._C._storage_Use_Count(tensor.untyped_storage()._cdata)
+
+
+class ReusableBuffer:
+    """Memory for one tensor kept across calls, handed out again only while nothing else references it.
+
+    ``take(shape, dtype, device)`` gives an alias of the kept tensor when its shape, dtype and device
+    match and no other tensor shares its memory (no earlier alias or view of it, no saved tensor of a
+    live autograd graph, no ``.grad``); otherwise of a new one, which is kept from then on. The
+    count is of tensors sharing the memory (``torch._C._storage_Use_Count``), which every view,
+    alias and tensor saved for backward adds to. The kept tensor is not state: it is not saved,
+    copied or moved with its owner.
+    """
+
+    def __init__(self) -> None:
+        self._tensor: Tensor | None = None
+        self._free_count = 0
+
+    def take(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        tensor = self._tensor
+        if (
+            tensor is None
+            or tensor.shape != tuple(shape)
+            or tensor.dtype != dtype
+            or tensor.device != device
+            or _storage_references(tensor) != self._free_count
+        ):
+            tensor = torch.empty(tuple(shape), dtype=dtype, device=device)
+            self._tensor, self._free_count = tensor, _storage_references(tensor)
+        # an alias (its own tensor over the same memory): while the caller or anything it hands the memory to
+        # holds it, the count above sees it, and the memory is not handed out again
+        return tensor.detach()
+
+    def clear(self) -> None:
+        self._tensor = None
+
+    def __deepcopy__(self, memo) -> ReusableBuffer:
+        return ReusableBuffer()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+
+def combine_flat(coefficients: Tensor, endpoints: Tensor, bends: Tensor, frozen_bends: Tensor, out: Tensor | None = None) -> Tensor:
+    """The flat vector φ = c_0·θ_0 + c_{n−1}·θ_{n−1} + Σ_{j=1}^{n−2} c_j·θ_j (length P_train + P_frozen), no autograd.
+
+    ``out``, when given, is a vector of length P that receives φ (the same BLAS calls, the same bits)."""
     train_size = bends.shape[1]
     inner = coefficients[1:-1]
-    out = torch.stack([coefficients[0], coefficients[-1]]) @ endpoints
+    ends = torch.stack([coefficients[0], coefficients[-1]])
+    out = ends @ endpoints if out is None else torch.mv(endpoints.t(), ends, out=out)
     if frozen_bends.numel():
         out[train_size:].addmv_(frozen_bends.t(), inner)
     if bends.numel():
@@ -32,25 +91,30 @@ class _CurvePoint(torch.autograd.Function):
     """Outputs the flat chunks of φ, one per tensor (trainable tensors first); only those get gradients."""
 
     @staticmethod
-    def forward(ctx, coefficients, endpoints, bends, frozen_bends, train_sizes, frozen_sizes):
+    def forward(ctx, coefficients, endpoints, bends, frozen_bends, train_sizes, frozen_sizes, phi_buffer, grad_buffer):
         with torch.no_grad():
-            out = combine_flat(coefficients, endpoints, bends, frozen_bends)
+            out = None if phi_buffer is None else phi_buffer.take((endpoints.shape[1],), endpoints.dtype, endpoints.device)
+            out = combine_flat(coefficients, endpoints, bends, frozen_bends, out=out)
         chunks = out.split(list(train_sizes) + list(frozen_sizes))
+        del out  # only the chunks hold φ now: once they (and any graph saving them) are gone, phi_buffer hands it out again
         ctx.mark_non_differentiable(*chunks[len(train_sizes):])
         ctx.save_for_backward(coefficients[1:-1])
         ctx.train_sizes = tuple(train_sizes)
+        ctx.grad_buffer = grad_buffer
         return chunks
 
     @staticmethod
     def backward(ctx, *grads):
         if not ctx.needs_input_grad[2]:
-            return None, None, None, None, None, None
+            return (None,) * 8
         (inner,) = ctx.saved_tensors
         sizes = ctx.train_sizes
         if torch.is_grad_enabled():  # backward(create_graph=True), e.g. for Hessian-vector products: stay differentiable
             flat = torch.cat([inner.new_zeros(size) if grad is None else grad.reshape(-1) for grad, size in zip(grads[: len(sizes)], sizes)])
-            return None, None, inner[:, None] * flat[None, :], None, None, None
-        grad_bends = inner.new_empty(len(inner), sum(sizes))
+            return None, None, inner[:, None] * flat[None, :], None, None, None, None, None
+        shape = (len(inner), sum(sizes))
+        buffer = ctx.grad_buffer
+        grad_bends = inner.new_empty(shape) if buffer is None else buffer.take(shape, inner.dtype, inner.device)
         for row, coefficient in enumerate(inner):
             offset = 0
             for grad, size in zip(grads[: len(sizes)], sizes):
@@ -60,11 +124,24 @@ class _CurvePoint(torch.autograd.Function):
                 else:
                     torch.mul(grad.reshape(-1), coefficient, out=target)
                 offset += size
-        return None, None, grad_bends, None, None, None
+        # an alias nothing else holds, so that AccumulateGrad adopts it as ``bends.grad`` instead of copying it;
+        # while ``.grad`` (or a caller of autograd.grad) holds it, grad_buffer hands out new memory
+        return None, None, grad_bends, None, None, None, None, None
 
 
 def curve_point(
-    coefficients: Tensor, endpoints: Tensor, bends: Tensor, frozen_bends: Tensor, train_sizes: Sequence[int], frozen_sizes: Sequence[int]
+    coefficients: Tensor,
+    endpoints: Tensor,
+    bends: Tensor,
+    frozen_bends: Tensor,
+    train_sizes: Sequence[int],
+    frozen_sizes: Sequence[int],
+    phi_buffer: ReusableBuffer | None = None,
+    grad_buffer: ReusableBuffer | None = None,
 ) -> tuple[Tensor, ...]:
-    """φ as flat chunks (sizes ``train_sizes`` then ``frozen_sizes``), differentiable w.r.t. ``bends`` only."""
-    return _CurvePoint.apply(coefficients, endpoints, bends, frozen_bends, tuple(train_sizes), tuple(frozen_sizes))
+    """φ as flat chunks (sizes ``train_sizes`` then ``frozen_sizes``), differentiable w.r.t. ``bends`` only.
+
+    With ``phi_buffer`` / ``grad_buffer`` φ and the bends' first-order gradient are written into
+    memory reused across calls while nothing else references it (``ReusableBuffer``); the values are
+    the same either way."""
+    return _CurvePoint.apply(coefficients, endpoints, bends, frozen_bends, tuple(train_sizes), tuple(frozen_sizes), phi_buffer, grad_buffer)

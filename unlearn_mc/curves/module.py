@@ -34,7 +34,7 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from unlearn_mc.checkpoints import describe_source, network_state_from_source, raw_state_dict, read_checkpoint
-from unlearn_mc.curves.combination import combine_flat, curve_point
+from unlearn_mc.curves.combination import ReusableBuffer, combine_flat, curve_point
 from unlearn_mc.curves.families import build_family
 from unlearn_mc.curves.layout import FlatLayout
 from unlearn_mc.curves.objectives import build_objective
@@ -305,6 +305,8 @@ class CurveModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
             self.add_module(name, TensorStore(stores[name]))
         self.register_buffer("bn_calibrated_t", _t_bits(None))
         self._warned_stale = False
+        # memory for φ and the bends' gradient, reused from step to step while nothing else holds it (combination.py)
+        self._phi_buffer, self._grad_buffer = ReusableBuffer(), ReusableBuffer()
 
         self.objective = build_objective(objective, objective_source, net)
         for name in self.layout.parameter_names:
@@ -438,11 +440,15 @@ class CurveModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     def point_chunks(self, coefficients: Tensor) -> tuple[Tensor, ...]:
         """Σ_j c_j·θ_j as flat chunks, one per bent tensor, differentiable w.r.t. the trainable bends (see ``curve_point``).
 
-        Autocast is off: the combination stays in fp32 under 16-mixed and bf16-mixed.
+        Autocast is off: the combination stays in fp32 under 16-mixed and bf16-mixed. φ and the bends'
+        gradient are written into memory reused across calls while nothing else references it.
         """
         self._require_endpoints()
         with torch.autocast(device_type=self.endpoints.device.type, enabled=False):
-            return curve_point(coefficients, self.endpoints, self._bends(), self.frozen_bends, self.layout.train_sizes, self.layout.frozen_sizes)
+            return curve_point(
+                coefficients, self.endpoints, self._bends(), self.frozen_bends, self.layout.train_sizes, self.layout.frozen_sizes,
+                phi_buffer=self._phi_buffer, grad_buffer=self._grad_buffer,
+            )
 
     def parameters_at(self, t: float) -> dict[str, Tensor]:
         """The bent parameters of φ(t) as ``{first name: tensor}`` (differentiable w.r.t. the bends)."""
