@@ -82,10 +82,12 @@ def _ensemble_rows(study: StudySpec, trained: list[dict], curves, loaders, statu
 
 
 def _relearn_models(study: StudySpec, trained: list[dict], curves, loaders, statuses, device) -> Iterator[tuple[str, str, str, torch.nn.Module]]:
-    """(curve, model, endpoint_status, net), one at a time: the controls and every method endpoint once, then each trained
-    curve's best t and ensemble members (BatchNorm recalibrated on the retain data at each t, as in the curve evaluation)."""
+    """(curve, model, endpoint_status, net), one at a time: the controls and every method endpoint once, then (unless
+    ``relearn.curve_points`` is false) each trained curve's best t and ensemble members (BatchNorm recalibrated on the retain data at each t, as in the curve evaluation)."""
     for name in study.endpoints:
         yield "", name, pair_status(statuses, name), _endpoint_net(study, name, device)
+    if not study.analyses["relearn"].get("curve_points", True):
+        return
     bn_batches = study.evaluation.get("bn_batches")
     for result in trained:
         stage_dir = study.output_dir / "stages" / result["stage"]

@@ -206,7 +206,7 @@ def _relearn(relearn: Any) -> None:
 
     if not isinstance(relearn, dict):
         _fail("analyses.relearn must be a mapping, e.g. {steps: [5, 10], forget_fraction: 0.2, lr: 0.01}.")
-    _unknown_keys("analyses.relearn", relearn, {"steps", "forget_fraction", "lr", "batch_size", "attacks", "test_drop_margin"})
+    _unknown_keys("analyses.relearn", relearn, {"steps", "forget_fraction", "lr", "batch_size", "attacks", "test_drop_margin", "curve_points"})
     steps = relearn.get("steps", [5, 10, 15, 20, 25])
     if not isinstance(steps, list) or not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
         _fail(f"analyses.relearn.steps={steps!r} must be a non-empty list of positive integers.")
@@ -223,6 +223,9 @@ def _relearn(relearn: Any) -> None:
     attacks = relearn.get("attacks", list(RELEARN_ATTACKS))
     if not isinstance(attacks, list) or not attacks or any(a not in RELEARN_ATTACKS for a in attacks) or "forget" not in attacks:
         _fail(f"analyses.relearn.attacks={attacks!r} must list 'forget' and optionally 'retain_only'.")
+    if not isinstance(relearn.get("curve_points", True), bool):
+        _fail(f"analyses.relearn.curve_points={relearn['curve_points']!r} must be true (also attack each curve's best t and "
+              "ensemble members) or false (the endpoints only).")
 
 
 def load_study(path: str | Path) -> StudySpec:
