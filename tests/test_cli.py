@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -32,6 +33,7 @@ def test_fit_from_config_writes_logs_config_and_checkpoint(tmp_path, monkeypatch
     assert (tmp_path / "checkpoints" / "digits" / "split.json").is_file()
 
 
+@pytest.mark.slow  # a subprocess: the console script end to end
 def test_bad_value_exits_non_zero_with_one_sentence(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "unlearn_mc.cli", "fit", "--config", str(ROOT / "configs/digits/original.yaml"), "--data.forget_ratio=1.5"],

@@ -44,6 +44,7 @@ def fit(config: str, *overrides: str) -> None:
     assert main(["fit", "--config", str(ROOT / "configs" / config), "--trainer.enable_progress_bar=false", *overrides]) == 0
 
 
+@pytest.mark.slow
 def test_the_optimizer_setting_chains_from_a_fresh_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fit("digits/original.yaml", "--trainer.max_epochs=2")
