@@ -166,17 +166,19 @@ def run_stages(study: StudySpec, say: Callable[[str], None] = print) -> dict[str
         return _run_stages(study, say)
 
 
-def check_stages(study: StudySpec) -> dict[str, str]:
+def check_stages(study: StudySpec, stages: list[Stage] | None = None) -> dict[str, str]:
     """Each planned stage's status (``done`` or ``pending``); raise ``UnlearnMCError`` for an unwritable output
-    folder or a finished stage whose config changed, before any work."""
+    folder or a finished stage whose config changed, before any work. ``run_study`` calls it before taking the
+    folder's lock (so a refused study creates nothing) and ``run_stages`` again under the lock."""
     ensure_writable_dir(study.output_dir, "study output")
-    return {stage.id: stage_status(stage, study.output_dir) for stage in plan_study(study)}
+    stages = plan_study(study) if stages is None else stages
+    return {stage.id: stage_status(stage, study.output_dir) for stage in stages}
 
 
 def _run_stages(study: StudySpec, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     root = study.output_dir
     stages = plan_study(study)
-    statuses = check_stages(study)
+    statuses = check_stages(study, stages)
     results: dict[str, dict[str, Any]] = {}
     width = len(str(len(stages)))
     for number, stage in enumerate(stages, 1):
