@@ -12,7 +12,10 @@ Three steps on one batch of 32 random 3×32×32 images, SGD with momentum:
 
 Timing: all three run interleaved in one process (the order rotates each round), with the thread count
 switched within the process; each round gives ratios generic/plain and hand-written/plain, and the table
-shows the median of those per-round ratios. Memory: each variant runs in a fresh subprocess, which
+shows the median of those per-round ratios with a 95% bootstrap interval of that median
+(``scipy.stats.bootstrap``, percentile method). On shared cloud cores single steps vary by ±10% from
+one second to the next whatever runs, so a ratio near 1.03 needs tens of rounds: read the interval,
+not the third digit. Memory: each variant runs in a fresh subprocess, which
 reports its peak resident set size during three training steps (after one warm-up step; the peak is reset
 through /proc/self/clear_refs, read as VmHWM, which ``resource.getrusage`` reports too), above the bare
 process (interpreter, torch, the batch): weights or control points, optimizer state, activations and
@@ -40,8 +43,10 @@ import time
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import bootstrap
 from torch import Tensor, nn
 
 from unlearn_mc.curves import Bezier, CurveModule
@@ -51,7 +56,7 @@ NETS = {
     "smallcnn": lambda: SmallCNN(in_channels=3, num_classes=10, width=32),
     "resnet18": lambda: ResNet18(num_classes=10),
 }
-DEFAULT_ROUNDS = {"smallcnn": 30, "resnet18": 8}
+DEFAULT_ROUNDS = {"smallcnn": 40, "resnet18": 30}
 QUICK_ROUNDS = {"smallcnn": 8, "resnet18": 2}
 VARIANTS = ("plain", "generic", "hand")
 
@@ -215,8 +220,18 @@ def _timed(step: Callable[[], Tensor], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def median_interval(ratios: list[float]) -> tuple[float, float, float]:
+    """The median of per-round ratios and its 95% bootstrap interval (percentile method, fixed seed)."""
+    values = np.asarray(ratios, dtype=np.float64)
+    if len(values) < 3:
+        return float(np.median(values)), float("nan"), float("nan")
+    interval = bootstrap((values,), np.median, confidence_level=0.95, method="percentile", random_state=0).confidence_interval
+    return float(np.median(values)), float(interval.low), float(interval.high)
+
+
 def measure(name: str, batch_size: int, rounds: int, steps_per_round: int, threads: int) -> dict[str, float]:
-    """Per variant: median seconds per step; per curve variant: median over rounds of its ratio to that round's plain step."""
+    """Per variant: median seconds per step; per curve variant: median over rounds of its ratio to that round's plain step,
+    with its 95% bootstrap interval."""
     torch.set_num_threads(threads)
     steps = build_steps(name, VARIANTS, batch_size)
     for _ in range(2):
@@ -230,7 +245,8 @@ def measure(name: str, batch_size: int, rounds: int, steps_per_round: int, threa
             seconds[variant].append(_timed(steps[variant], steps_per_round))
     result = {f"{variant}_ms": 1000 * statistics.median(values) for variant, values in seconds.items()}
     for variant in ("generic", "hand"):
-        result[f"{variant}_ratio"] = statistics.median(c / p for c, p in zip(seconds[variant], seconds["plain"]))
+        ratios = [c / p for c, p in zip(seconds[variant], seconds["plain"])]
+        result[f"{variant}_ratio"], result[f"{variant}_low"], result[f"{variant}_high"] = median_interval(ratios)
     result["generic_over_hand"] = statistics.median(g / h for g, h in zip(seconds["generic"], seconds["hand"]))
     return result
 
@@ -284,8 +300,9 @@ def main() -> None:
         return
     threads = [1] if args.quick else args.threads
     print(f"torch {torch.__version__}, batch {args.batch_size} of 3x32x32, 3-point Bezier, SGD with momentum")
-    print("time: median over interleaved rounds of (curve step / plain step) in that round")
-    print(f"{'network':<10} {'threads':>7} {'parameters':>11} {'plain':>9} {'generic':>9} {'hand':>9} {'generic/plain':>14} {'hand/plain':>11} {'generic/hand':>13}")
+    print("time: median over interleaved rounds of (curve step / plain step) in that round [95% bootstrap interval]")
+    print(f"{'network':<10} {'threads':>7} {'rounds':>6} {'parameters':>11} {'plain':>9} {'generic':>9} {'hand':>9} "
+          f"{'generic/plain':>22} {'hand/plain':>22} {'generic/hand':>13}")
     for name in args.nets:
         check_same_curve(name)
         rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)[name]
@@ -293,8 +310,9 @@ def main() -> None:
         parameters = sum(p.numel() for p in NETS[name]().parameters())
         for count in threads:
             r = measure(name, args.batch_size, rounds, steps, count)
-            print(f"{name:<10} {count:>7} {parameters:>11,} {r['plain_ms']:>7.1f}ms {r['generic_ms']:>7.1f}ms {r['hand_ms']:>7.1f}ms "
-                  f"{r['generic_ratio']:>14.3f} {r['hand_ratio']:>11.3f} {r['generic_over_hand']:>13.3f}", flush=True)
+            cells = {v: f"{r[v + '_ratio']:.3f} [{r[v + '_low']:.3f}, {r[v + '_high']:.3f}]" for v in ("generic", "hand")}
+            print(f"{name:<10} {count:>7} {rounds:>6} {parameters:>11,} {r['plain_ms']:>7.1f}ms {r['generic_ms']:>7.1f}ms {r['hand_ms']:>7.1f}ms "
+                  f"{cells['generic']:>22} {cells['hand']:>22} {r['generic_over_hand']:>13.3f}", flush=True)
     if args.no_memory:
         return
     cases = [(name, False) for name in (["smallcnn"] if args.quick else args.nets)]

@@ -22,7 +22,7 @@ from unlearn_mc.models import SmallCNN
 from unlearn_mc.study import load_study, run_study
 from unlearn_mc.study import run as study_run
 from unlearn_mc.study.analyses import NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
-from unlearn_mc.study.report import endpoint_statuses
+from unlearn_mc.study.endpoint_status import endpoint_statuses
 
 pytestmark = pytest.mark.slow
 NET = {"class_path": "unlearn_mc.models.SmallCNN", "init_args": {"in_channels": 1, "num_classes": 10, "width": 8}}
@@ -141,7 +141,7 @@ def test_an_analysis_that_raises_is_named_and_the_rest_is_written(class_study, m
         raise RuntimeError("the attack broke\nin two lines")
 
     monkeypatch.setattr(study_run, "_relearn_rows", broken)
-    monkeypatch.setattr("unlearn_mc.study.report.intermediate_rows", broken)
+    monkeypatch.setattr("unlearn_mc.study.report_tables.intermediate_rows", broken)
     text = _run(folder, STUDY, "broken.yaml").read_text()
     failed = text.split("## Analyses that failed", 1)[1].split("\n## ", 1)[0]
     assert "- relearn: RuntimeError: the attack broke in two lines." in failed

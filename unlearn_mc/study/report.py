@@ -1,265 +1,18 @@
-"""The study's answer: tables, figures and ``report.md`` from the finished stages and the analyses."""
+"""The study's answer: ``report.md`` with its tables (as CSV) and figures, for one seed or across several."""
 
 from __future__ import annotations
 
-import math
 import os
-import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from unlearn_mc.study.plan import curve_stage_id, endpoint_stage_id  # noqa: E402
-from unlearn_mc.study.spec import StudySpec  # noqa: E402
-from unlearn_mc.study.tables import Failures, Row, markdown_table, write_csv  # noqa: E402
-from unlearn_mc.unlearning.base import GAP_METRICS, average_gap  # noqa: E402
-
-MODEL_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
-COLLAPSE_FACTOR = 1.5  # an accuracy at most 1.5 × chance (1/num_classes) is a collapsed model
-_NON_FINITE_STOP = re.compile(r"non-finite|became -?(nan|inf)", re.IGNORECASE)
-
-
-def declared_num_classes(study: StudySpec) -> int | None:
-    """The network's ``num_classes`` init argument, when the study file gives one."""
-    value = study.net.get("init_args", {}).get("num_classes")
-    return int(value) if isinstance(value, int) else None
-
-
-def collapse_threshold(study: StudySpec, num_classes: int | None) -> tuple[float, str]:
-    """The accuracy at or below which an endpoint is collapsed, max(1.5 / num_classes, collapse_floor), and how it was set."""
-    candidates = []
-    if num_classes:
-        candidates.append((COLLAPSE_FACTOR / num_classes, f"{COLLAPSE_FACTOR} × chance (1/{num_classes})"))
-    floor = study.evaluation.get("collapse_floor")
-    if floor is not None:
-        candidates.append((float(floor), f"the study's collapse_floor {float(floor)}"))
-    return max(candidates) if candidates else (0.0, "no threshold (unknown number of classes)")
-
-
-def endpoint_statuses(study: StudySpec, results: dict[str, dict], num_classes: int | None = None) -> dict[str, dict[str, Any]]:
-    """Per endpoint: ``status`` (``ok``, ``collapsed`` or ``diverged``), a one-sentence ``reason`` and ``collapsed``.
-
-    ``collapsed`` is true when the retain or test accuracy a is at most the threshold τ = max(1.5/C, collapse_floor)
-    (C = ``num_classes``, else the network's declared ``num_classes``). The status is ``diverged`` when the stage
-    stopped on a non-finite loss or non-finite weights (its ``stop_reason``) or its metrics are non-finite, else
-    ``collapsed`` when collapsed, else ``ok``.
-    """
-    threshold, source = collapse_threshold(study, num_classes or declared_num_classes(study))
-    statuses = {}
-    for name in study.endpoints:
-        result = results[endpoint_stage_id(name)]
-        metrics, stop = result.get("metrics") or {}, result.get("stop_reason") or ""
-        low = {column: metrics[column] for column in ("retain_acc", "test_acc") if column in metrics and metrics[column] <= threshold}
-        collapsed = bool(low)
-        non_finite = [column for column in MODEL_COLUMNS if column in metrics and not math.isfinite(metrics[column])]
-        if _NON_FINITE_STOP.search(stop):
-            status, reason = "diverged", f"{name} diverged: {stop}."
-        elif non_finite:
-            status, reason = "diverged", f"{name} diverged: its {', '.join(non_finite)} are non-finite."
-        elif collapsed:
-            accuracies = " and ".join(f"{column.replace('_acc', ' accuracy')} {value:.4f}" for column, value in low.items())
-            status, reason = "collapsed", f"{name} collapsed: its {accuracies} are at or below {threshold:.4f}, {source}."
-        else:
-            status, reason = "ok", ""
-        statuses[name] = {"status": status, "reason": reason, "collapsed": collapsed}
-    return statuses
-
-
-def pair_status(statuses: dict[str, dict[str, Any]] | None, *names: str) -> str:
-    """``ok`` when every named endpoint is ok, else e.g. ``ga collapsed; ft diverged`` (``unknown`` without a status)."""
-    found = [(name, (statuses or {}).get(name, {"status": "unknown"})["status"]) for name in dict.fromkeys(names)]
-    bad = [f"{name} {status}" for name, status in found if status != "ok"]
-    return "; ".join(bad) if bad else "ok"
-
-
-def method_table(study: StudySpec, results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
-    """Per endpoint: status, forget/retain/test accuracy, MIA efficacy, average gap to retrain and runtime."""
-    statuses = statuses if statuses is not None else endpoint_statuses(study, results)
-    reference = results["retrain"]["metrics"]
-    rows = []
-    for name in study.endpoints:
-        result = results[endpoint_stage_id(name)]
-        metrics = result["metrics"]
-        row: Row = {"model": name, "method": result["info"].get("method", name), "status": statuses.get(name, {"status": "unknown"})["status"]}
-        row.update({column: metrics.get(column, math.nan) for column in MODEL_COLUMNS})
-        row["avg_gap"] = average_gap(metrics, reference) if all(m in metrics for m in GAP_METRICS) else math.nan
-        row["runtime_s"] = float(result.get("runtime_s") or math.nan)
-        rows.append(row)
-    return rows
-
-
-def curve_rows(results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
-    """Per curve: endpoints, family, both barriers, the MCU condition and the best t with its metrics; with
-    ``statuses``, also ``endpoint_status`` (``ok`` or which endpoint collapsed or diverged)."""
-    rows = []
-    for result in results.values():
-        if result["kind"] != "curve":
-            continue
-        info, summary = result["info"], result["curve"]["summary"]
-        best = summary["best"]
-        rows.append({
-            "curve": result["stage"], "family": info["family"], "start": info["start"], "end": info["end"],
-            "retain_barrier": summary.get("retain_barrier", math.nan), "forget_barrier": summary.get("forget_barrier", math.nan),
-            "mcu_holds": summary.get("mcu_condition", {}).get("holds"), "best_by": best["criterion"], "best_t": best["t"],
-            "best_forget_acc": best["metrics"].get("forget_acc", math.nan), "best_retain_acc": best["metrics"].get("retain_acc", math.nan),
-            "best_test_acc": best["metrics"].get("test_acc", math.nan),
-        })
-        if statuses is not None:
-            rows[-1]["endpoint_status"] = pair_status(statuses, info["start"], info["end"])
-    return rows
-
-
-def recalibration_rows(study: StudySpec, results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
-    """Per endpoint: its metrics with its own BatchNorm statistics (as trained) next to the same model's
-    metrics at t = 0 or 1 of a curve, where BatchNorm is recalibrated on the ``bn_split`` like every t;
-    ``max_shift`` = max over forget/retain/test accuracy and MIA efficacy of |own − recalibrated|."""
-    rows = []
-    for name in study.endpoints:
-        own = results[endpoint_stage_id(name)]["metrics"]
-        curve = next((r for r in results.values() if r["kind"] == "curve" and name in (r["info"]["start"], r["info"]["end"])), None)
-        if curve is None or not all(column in own for column in MODEL_COLUMNS):
-            continue
-        recalibrated = curve["curve"]["rows"][0 if curve["info"]["start"] == name else -1]
-        row: Row = {"model": name, "curve": curve["stage"], "endpoint_status": pair_status(statuses, name)}
-        for column in MODEL_COLUMNS:
-            row[f"{column}_own"], row[f"{column}_recalibrated"] = own[column], recalibrated[column]
-        row["max_shift"] = max(abs(own[column] - recalibrated[column]) for column in MODEL_COLUMNS)
-        rows.append(row)
-    return rows
-
-
-def barrier_matrices(study: StudySpec, results: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
-    """For each family: the symmetric matrices of retain and forget barriers over ``curves.matrix``."""
-    names = study.matrix
-    matrices = {}
-    for family in study.families:
-        found = {"retain_barrier": np.full((len(names), len(names)), np.nan), "forget_barrier": np.full((len(names), len(names)), np.nan)}
-        for i, a in enumerate(names):
-            for j, b in enumerate(names):
-                result = results.get(curve_stage_id(family, a, b)) or results.get(curve_stage_id(family, b, a))
-                if result is None:
-                    continue
-                for key in found:
-                    found[key][i, j] = result["curve"]["summary"].get(key, np.nan)
-            for key in found:
-                found[key][i, i] = 0.0
-        matrices[family] = found
-    return matrices
-
-
-def path_rows(study: StudySpec, results: dict[str, dict], source: str, statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
-    """Straight lines from ``source`` to each method: barriers, and how linearly unlearning progresses
-    (the largest |forget_acc(t) − ((1−t)·forget_acc(0) + t·forget_acc(1))| along the grid)."""
-    rows = []
-    for method in study.methods:
-        result = results.get(curve_stage_id("line", source, method))
-        if result is None:
-            continue
-        ts, curve_values = result["curve"]["ts"], result["curve"]["rows"]
-        forget = [row["forget_acc"] for row in curve_values]
-        deviation = max(abs(value - ((1 - t) * forget[0] + t * forget[-1])) for t, value in zip(ts, forget))
-        midpoint = min(range(len(ts)), key=lambda k: abs(ts[k] - 0.5))
-        summary = result["curve"]["summary"]
-        rows.append({
-            "method": method, "endpoint_status": pair_status(statuses, source, method),
-            "retain_barrier": summary.get("retain_barrier", math.nan), "forget_barrier": summary.get("forget_barrier", math.nan),
-            "forget_acc_t0": forget[0], "forget_acc_t0.5": forget[midpoint], "forget_acc_t1": forget[-1],
-            "max_deviation_from_linear": deviation,
-        })
-    return rows
-
-
-def intermediate_rows(results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
-    """Does an interior t beat both endpoints? (a) a smaller average gap to retrain than either
-    endpoint; (b) a lower forget accuracy than both endpoints at a retain accuracy at least the lower endpoint's."""
-    rows = []
-    for result in results.values():
-        if result["kind"] != "curve":
-            continue
-        ts, values = result["curve"]["ts"], result["curve"]["rows"]
-        interior = range(1, len(ts) - 1)
-        row: Row = {"curve": result["stage"], "endpoint_status": pair_status(statuses, result["info"]["start"], result["info"]["end"])}
-        if all("avg_gap" in v for v in values) and len(ts) > 2:
-            best = min(interior, key=lambda k: values[k]["avg_gap"])
-            row.update(gap_t0=values[0]["avg_gap"], gap_t1=values[-1]["avg_gap"], best_interior_t=ts[best], best_interior_gap=values[best]["avg_gap"],
-                       gap_beats_both=values[best]["avg_gap"] < min(values[0]["avg_gap"], values[-1]["avg_gap"]))
-        floor = min(values[0]["retain_acc"], values[-1]["retain_acc"])
-        ceiling = min(values[0]["forget_acc"], values[-1]["forget_acc"])
-        better = [k for k in interior if values[k]["retain_acc"] >= floor and values[k]["forget_acc"] < ceiling]
-        chosen = min(better, key=lambda k: values[k]["forget_acc"]) if better else None
-        row.update(forget_beats_both=bool(better), forget_t=ts[chosen] if chosen is not None else None,
-                   forget_acc_at_t=values[chosen]["forget_acc"] if chosen is not None else None)
-        rows.append(row)
-    return rows
-
-
-# ---------------------------------------------------------------------- figures
-def heatmap_figure(names: list[str], matrices: dict[str, np.ndarray], title: str, path: Path) -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(4 + 1.2 * len(names), 2 + 0.6 * len(names)))
-    for axis, (key, matrix) in zip(axes, matrices.items()):
-        image = axis.imshow(matrix, cmap="viridis")
-        axis.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        axis.set_yticks(range(len(names)), names)
-        axis.set_title(key.replace("_", " "))
-        for i in range(len(names)):
-            for j in range(len(names)):
-                if not np.isnan(matrix[i, j]):
-                    axis.text(j, i, f"{matrix[i, j]:.3f}", ha="center", va="center", color="white", fontsize=7)
-        figure.colorbar(image, ax=axis, fraction=0.046)
-    figure.suptitle(title)
-    figure.tight_layout()
-    _save(figure, path)
-
-
-def paths_figure(study: StudySpec, results: dict[str, dict], source: str, path: Path) -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for method in study.methods:
-        result = results.get(curve_stage_id("line", source, method))
-        if result is None:
-            continue
-        ts = result["curve"]["ts"]
-        for axis, metric in zip(axes, ("forget_acc", "retain_acc")):
-            axis.plot(ts, [row[metric] for row in result["curve"]["rows"]], marker="o", markersize=3, label=method)
-    for axis, metric in zip(axes, ("forget_acc", "retain_acc")):
-        axis.set_xlabel(f"t ({source} → method)")
-        axis.set_ylabel(metric)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figure.tight_layout()
-    _save(figure, path)
-
-
-def relearn_figure(rows: list[Row], path: Path) -> None:
-    attacks = list(dict.fromkeys(row["attack"] for row in rows))
-    figure, axes = plt.subplots(1, len(attacks), figsize=(6 * len(attacks), 3.8), squeeze=False)
-    for axis, attack in zip(axes[0], attacks):
-        for row in rows:
-            if row["attack"] != attack:
-                continue
-            steps = sorted(int(key.split("_")[-1]) for key in row if key.startswith("forget_acc_step_"))
-            label = f"{row['curve']}: {row['model']}" if row["curve"] else row["model"]
-            axis.plot(steps, [row[f"forget_acc_step_{s}"] for s in steps], marker="o", markersize=3, label=label,
-                      linestyle="--" if row["model"] in ("original", "retrain") else "-")
-        axis.set_xlabel("relearning steps on part of D_f" if attack == "forget" else "fine-tuning steps on D_r only")
-        axis.set_ylabel("accuracy on the held-out part of D_f")
-        axis.set_title(f"attack: {attack}")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=5)
-    figure.tight_layout()
-    _save(figure, path)
-
-
-def _save(figure, path: Path) -> None:
-    temporary = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
-
+from unlearn_mc.study.endpoint_status import endpoint_statuses
+from unlearn_mc.study.report_figures import heatmap_figure, paths_figure, relearn_figure
+from unlearn_mc.study.report_tables import barrier_matrices, build_tables
+from unlearn_mc.study.seeds import SeedRun, aggregate_matrices, aggregate_tables
+from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.tables import Failures, Row, markdown_table, write_csv
 
 # ---------------------------------------------------------------------- the report
 def relearn_calibration(study: StudySpec, rows: list[Row]) -> list[str]:
@@ -283,8 +36,8 @@ def relearn_section(study: StudySpec, rows: list[Row]) -> str:
     forget = next((row for row in rows if row["attack"] == "forget"), rows[0])
     text = ("## Relearning attack\nThe attacker fine-tunes a copy of each model (SGD, momentum 0.9, "
             f"lr={float(spec.get('lr', 0.01))}, batch {int(spec.get('batch_size', 16))}, BatchNorm frozen) on a seeded "
-            f"{float(spec.get('forget_fraction', 0.1))} of D_f ({forget['fine_tune_n']} samples, listed in `relearn_split.json`); "
-            f"`forget_acc_step_s` is the accuracy after s steps on the other {forget['scored_n']} samples of D_f only. "
+            f"{float(spec.get('forget_fraction', 0.1))} of D_f ({forget['fine_tune_n']:.0f} samples, listed in `relearn_split.json`); "
+            f"`forget_acc_step_s` is the accuracy after s steps on the other {forget['scored_n']:.0f} samples of D_f only. "
             "The `retain_only` rows fine-tune on D_r alone with the same steps: does forget accuracy come back without D_f? "
             "`gain` = accuracy after the last step − before; `gain_beyond_retrain` = gain − the retrain control's gain under "
             "the same attack, what a model recovers beyond what a model never trained on D_f learns from the same data.")
@@ -299,34 +52,63 @@ def relearn_section(study: StudySpec, rows: list[Row]) -> str:
     return text + "\n\n" + markdown_table(rows) + "\n\n![relearn](relearn.png)"
 
 
+
+
+def _table_names(study: StudySpec) -> list[str]:
+    return ["methods", "curves", "intermediate_points", "bn_recalibration", *(f"paths_from_{source}" for source in study.paths_from)]
+
+
 def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str, list[Row]], wall_s: float,
                  statuses: dict[str, dict[str, Any]] | None = None, failures: Failures | None = None,
                  num_classes: int | None = None) -> Path:
-    """Write every table as CSV, the figures as PNG and ``report.md`` embedding them; return the report's path.
+    """The report of one replica (one seed): every table as CSV, the figures as PNG and ``report.md`` embedding them;
+    return the report's path.
 
     Each table, figure and section is built on its own: one that fails is left out and named, with its
-    reason, in the section "Analyses that failed" (tracebacks in ``analysis_failures.log``); every other
-    table's CSV is written as soon as it is built.
+    reason, in the section "Analyses that failed" (tracebacks in ``analysis_failures.log``).
     """
-    root = study.output_dir
     failures = failures if failures is not None else Failures()
     if statuses is None:
         statuses = failures.attempt("endpoint status", lambda: endpoint_statuses(study, results, num_classes)) or {}
-    builders = {"methods": lambda: method_table(study, results, statuses), "curves": lambda: curve_rows(results, statuses),
-                "intermediate_points": lambda: intermediate_rows(results, statuses), "bn_recalibration": lambda: recalibration_rows(study, results, statuses)}
-    for source in study.paths_from:
-        builders[f"paths_from_{source}"] = lambda source=source: path_rows(study, results, source, statuses)
-    tables: dict[str, list[Row]] = {}
-    for name, build in builders.items():
-        rows = failures.attempt(name, build)
-        if rows is None:
+    tables = {**build_tables(study, results, statuses, failures), **analyses}
+    matrices = failures.attempt("barrier matrices", lambda: barrier_matrices(study, results)) if len(study.matrix) >= 2 else None
+    flagged = [entry["reason"] for entry in statuses.values() if entry["status"] != "ok"]
+    return _write(study, tables, matrices or {}, [results], flagged, failures, wall_s)
+
+
+def write_seeds_report(study: StudySpec, runs: Sequence[SeedRun], wall_s: float, failures: Failures | None = None) -> Path:
+    """The report of a study over several seeds, in ``study.output_dir``: each table of the seeds' reports with every
+    numeric column as the mean over seeds beside its 95% interval (``m_ci``) and ``n_seeds``, the MCU condition (and
+    every other yes/no column) as the fraction of seeds where it holds, the barrier heatmaps as mean ± interval."""
+    failures = failures if failures is not None else Failures()
+    per_seed = []
+    for run in runs:
+        own = Failures()
+        per_seed.append({**build_tables(run.study, run.results, run.statuses, own), **run.analyses})
+        failures.reasons.update({f"{name} (seed {run.study.seed})": reason for name, reason in own.reasons.items()})
+        failures.tracebacks.update({f"{name} (seed {run.study.seed})": text for name, text in own.tracebacks.items()})
+    tables = failures.attempt("tables across seeds", lambda: aggregate_tables(per_seed)) or {}
+    matrices = {}
+    if len(study.matrix) >= 2:
+        matrices = failures.attempt("barrier matrices across seeds",
+                                    lambda: aggregate_matrices([barrier_matrices(run.study, run.results) for run in runs])) or {}
+    flagged = [f"seed {run.study.seed}: {entry['reason']}" for run in runs for entry in (run.statuses or {}).values() if entry["status"] != "ok"]
+    seeds = [run.study.seed for run in runs]
+    note = (f"Every number is the mean over the {len(seeds)} seeds {seeds} ± the half-width of its two-sided 95% Student-t "
+            "interval (t_{0.975, n−1}·s/√n); yes/no columns (`mcu_holds`, …) are the fraction of seeds where they hold; "
+            "`n_seeds` counts the seeds behind a row. The seeds change training (initialisation, batch order, the methods' "
+            "random draws), not the forget set. Each seed's own report: "
+            + ", ".join(f"[seed {run.study.seed}]({run.study.output_dir.relative_to(study.output_dir) / 'report.md'})" for run in runs) + ".")
+    return _write(study, tables, matrices, [run.results for run in runs], flagged, failures, wall_s, note)
+
+
+def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_seed_results: list[dict[str, dict]],
+           flagged: list[str], failures: Failures, wall_s: float, seeds_note: str = "") -> Path:
+    root = study.output_dir
+    for name in _table_names(study):
+        if name not in tables:
             (root / f"{name}.csv").unlink(missing_ok=True)  # no stale table from an earlier run beside this report
-            continue
-        tables[name] = rows
-        if rows:
-            write_csv(rows, root / f"{name}.csv")
-    for name, rows in analyses.items():
-        tables[name] = rows
+    for name, rows in tables.items():
         if rows:
             write_csv(rows, root / f"{name}.csv")
 
@@ -336,13 +118,13 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
         if failures.attempt(f"figure {name}.png", lambda: draw(root / f"{name}.png")) is not None:
             figures[name] = f"{name}.png"
 
-    if len(study.matrix) >= 2:
-        for family, matrices in (failures.attempt("barrier matrices", lambda: barrier_matrices(study, results)) or {}).items():
-            figure(f"barriers_{family}", lambda path, family=family, matrices=matrices: heatmap_figure(study.matrix, matrices, f"barriers between methods: {family}", path) or True)
+    for family, family_matrices in matrices.items():
+        figure(f"barriers_{family}", lambda path, family=family, found=family_matrices:
+               heatmap_figure(study.matrix, found, f"barriers between methods: {family}", path) or True)
     for source in study.paths_from:
-        figure(f"paths_from_{source}", lambda path, source=source: paths_figure(study, results, source, path) or True)
-    if analyses.get("relearn"):
-        figure("relearn", lambda path: relearn_figure(analyses["relearn"], path) or True)
+        figure(f"paths_from_{source}", lambda path, source=source: paths_figure(study, per_seed_results, source, path) or True)
+    if tables.get("relearn"):
+        figure("relearn", lambda path: relearn_figure(tables["relearn"], path) or True)
 
     tolerance = study.evaluation["tolerance"]
     sections: list[str] = []
@@ -357,8 +139,12 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
 
     section("title", lambda: f"# Mode-connectivity unlearning study: `{study.path.name}`")
     section("summary", lambda: f"Dataset `{study.data.get('dataset', 'digits')}`, forget rule `{study.data.get('forget_rule', 'random')}`, "
-            f"{len(study.methods)} unlearned endpoints, {len(tables.get('curves', []))} curves, {len(study.evaluation['t_grid'])} points per curve. "
-            f"Wall time of this run: {wall_s:.0f} s. TensorBoard: `tensorboard --logdir {root / 'tensorboard'}` (one run per stage).")
+            f"{len(study.methods)} unlearned endpoints, {len(tables.get('curves', []))} curves, {len(study.evaluation['t_grid'])} points per curve"
+            f"{f', {len(per_seed_results)} seeds' if len(per_seed_results) > 1 else ''}. "
+            f"Wall time of this run: {wall_s:.0f} s. TensorBoard: `tensorboard --logdir {root if len(per_seed_results) > 1 else root / 'tensorboard'}` (one run per stage"
+            f"{' and seed' if len(per_seed_results) > 1 else ''}).")
+    if seeds_note:
+        section("seeds", lambda: seeds_note)
     problem_at = len(sections)  # the collapsed endpoints and the failures go here, at the top, once everything was tried
     section("methods", lambda: "## Methods\nStatus (`ok`, `collapsed`: retain or test accuracy at most max(1.5 × chance, "
             "evaluation.collapse_floor); `diverged`: training stopped on a non-finite loss or weights), accuracies on D_f, D_r "
@@ -385,21 +171,21 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
         section(f"paths_from_{source}", lambda title=title, source=source, figure_line=figure_line: f"## {title}\n" + table(f"paths_from_{source}") + figure_line)
     section("intermediate_points", lambda: "## Intermediate points\nAn interior t that beats both endpoints: a smaller gap to retrain, or a lower forget accuracy "
             "at a retain accuracy at least the lower endpoint's.\n\n" + table("intermediate_points"))
-    if analyses.get("ensemble"):
+    if tables.get("ensemble"):
         section("ensemble", lambda: "## Ensembling along the curve\nPredictions averaged over the points "
                 f"{study.analyses['ensemble'].get('points', [0.25, 0.5, 0.75])}, against the endpoints; `status` is `non-finite` "
-                "(with the `reason`) where a member's outputs were not finite.\n\n" + markdown_table(analyses["ensemble"]))
-    if analyses.get("relearn"):
-        section("relearn", lambda: relearn_section(study, analyses["relearn"]))
+                "(with the `reason`) where a member's outputs were not finite.\n\n" + markdown_table(tables["ensemble"]))
+    if tables.get("relearn"):
+        section("relearn", lambda: relearn_section(study, tables["relearn"]))
     files = [f"- `{name}.csv`" for name, rows in tables.items() if rows]
-    if analyses.get("relearn"):
+    if tables.get("relearn") and len(per_seed_results) == 1:
         files.append("- `relearn_split.json`: the D_f samples the relearning attack fine-tunes on and those it scores")
+    where = "seeds/seed-<s>/stages/<stage>/" if len(per_seed_results) > 1 else "stages/<stage>/"
     sections.append("## Files\n" + "\n".join(files)
-                    + "\n- `stages/<stage>/`: each stage's `config.yaml` (runnable with `unlearn-mc fit --config`), `model.ckpt`, `result.json`; "
+                    + f"\n- `{where}`: each stage's `config.yaml` (runnable with `unlearn-mc fit --config`), `model.ckpt`, `result.json`; "
                     "curves also `curve_eval.csv`, `curve_summary.json`, `curve_metrics.png` and `best_t.pt`.")
 
     top = []
-    flagged = [entry["reason"] for entry in (statuses or {}).values() if entry["status"] != "ok"]
     if flagged:
         top.append("## Collapsed or diverged endpoints\n" + "\n".join(f"- {reason}" for reason in flagged)
                    + "\n\nRows of the curve and analysis tables built on them say so in `endpoint_status`.")

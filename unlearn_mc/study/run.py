@@ -21,9 +21,12 @@ from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.plan import endpoint_stage_id, plan_study
-from unlearn_mc.study.report import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status, write_report
 from unlearn_mc.run_guard import folder_lock
+from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status
+from unlearn_mc.study.report import write_report, write_seeds_report
+from unlearn_mc.study.report_figures import relearn_steps
 from unlearn_mc.study.runner import check_stages, default_device, quiet_lightning, run_stages, write_json_atomically
+from unlearn_mc.study.seeds import SeedRun, seed_replicas
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Failures, Row, write_csv
 
@@ -198,9 +201,9 @@ def _log_analyses(study: StudySpec, analyses: dict[str, list[Row]]) -> None:
                     writer.add_scalar(f"ensemble/{row['curve']}/{row['model']}/{column}", row[column], 0)
         for row in analyses.get("relearn", []):
             where = f"{row['curve']}/{row['model']}" if row["curve"] else row["model"]
-            for key, value in row.items():
-                if key.startswith("forget_acc_step_") and math.isfinite(value):
-                    writer.add_scalar(f"relearn/{row['attack']}/{where}", value, int(key.rsplit("_", 1)[-1]))
+            for step in relearn_steps(row):
+                if math.isfinite(row[f"forget_acc_step_{step}"]):
+                    writer.add_scalar(f"relearn/{row['attack']}/{where}", row[f"forget_acc_step_{step}"], step)
 
 
 def check_collapse(study: StudySpec, statuses: dict[str, dict]) -> None:
@@ -219,27 +222,47 @@ def _statuses(study: StudySpec, results: dict[str, dict], failures: Failures,
     return failures.attempt("endpoint status", lambda: endpoint_statuses(study, results, num_classes))
 
 
+def _run_replica(study: StudySpec, say: Callable[[str], None]) -> SeedRun | None:
+    """One seed's stages, analyses and report (in its folder); None on a DDP process other than 0."""
+    started = time.perf_counter()
+    if study.evaluation.get("on_collapse") == "stop":  # the endpoints first, so no curve is fitted to a collapsed one
+        endpoints_only = dataclasses.replace(study, pairs=[], matrix=[], paths_from=[])
+        endpoint_results = run_stages(endpoints_only, say)
+        check_collapse(study, endpoint_statuses(study, endpoint_results, declared_num_classes(study) or _datamodule(study).num_classes))
+    results = run_stages(study, say)
+    if rank_zero_only.rank != 0:  # under DDP every process runs the stages; one writes the analyses
+        return None
+    failures = Failures()
+    datamodule = failures.attempt("analysis data", lambda: _datamodule(study))
+    statuses = _statuses(study, results, failures, datamodule)
+    analyses = run_analyses(study, results, say, statuses, failures, datamodule) if datamodule is not None else {}
+    failures.attempt("TensorBoard scalars of the analyses", lambda: _log_analyses(study, analyses))
+    write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures)
+    return SeedRun(study, results, analyses, statuses)
+
+
 def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
-    """Validate the study, run or reuse every stage, run the analyses and write ``report.md``; return its path."""
+    """Validate the study, run or reuse every stage (once per seed), run the analyses and write ``report.md``
+    (with several seeds: each seed's in ``seeds/seed-<s>/``, and the one across seeds); return its path."""
     started = time.perf_counter()
     study = load_study(path)
-    check_stages(study)  # refuse a changed stage before the folder is locked (and so created)
-    say(f"study {study.path} -> {study.output_dir}")
+    replicas = seed_replicas(study)
+    for replica in replicas:
+        check_stages(replica)  # refuse a changed stage before the folder is locked (and so created)
+    say(f"study {study.path} -> {study.output_dir}" + (f" ({len(replicas)} seeds: {study.seeds})" if len(replicas) > 1 else ""))
     with contextlib.ExitStack() as held:
         if rank_zero_only.rank == 0:  # DDP's other processes re-run this command while process 0 holds the lock
             held.enter_context(folder_lock(study.output_dir, "study folder"))
-        if study.evaluation.get("on_collapse") == "stop":  # the endpoints first, so no curve is fitted to a collapsed one
-            endpoints_only = dataclasses.replace(study, pairs=[], matrix=[], paths_from=[])
-            endpoint_results = run_stages(endpoints_only, say)
-            check_collapse(study, endpoint_statuses(study, endpoint_results, declared_num_classes(study) or _datamodule(study).num_classes))
-        results = run_stages(study, say)
-        if rank_zero_only.rank != 0:  # under DDP every process runs the stages; one writes the analyses
+        runs = []
+        for replica in replicas:
+            if len(replicas) > 1:
+                say(f"seed {replica.seed} -> {replica.output_dir}")
+            runs.append(_run_replica(replica, say))
+        if rank_zero_only.rank != 0:
             return study.output_dir / "report.md"
-        failures = Failures()
-        datamodule = failures.attempt("analysis data", lambda: _datamodule(study))
-        statuses = _statuses(study, results, failures, datamodule)
-        analyses = run_analyses(study, results, say, statuses, failures, datamodule) if datamodule is not None else {}
-        failures.attempt("TensorBoard scalars of the analyses", lambda: _log_analyses(study, analyses))
-        report = write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures)
+        if len(replicas) == 1:
+            report = study.output_dir / "report.md"
+        else:
+            report = write_seeds_report(study, runs, time.perf_counter() - started)
     say(f"report: {report}")
     return report

@@ -20,8 +20,8 @@ from unlearn_mc.errors import UnlearnMCError
 
 FIXED_ENDPOINTS = ("original", "retrain")
 FAMILIES = ("linear", "bezier", "polychain")
-STUDY_KEYS = {"output_dir", "seed", "trainer", "net", "data", "base", "methods", "curves", "evaluation", "analyses"}
-METHOD_KEYS = {"method", "like", "args", "epochs", "optimizer", "lr_scheduler", "seed", "curriculum", "trainer"}
+STUDY_KEYS = {"extends", "output_dir", "seed", "seeds", "trainer", "net", "data", "base", "methods", "curves", "evaluation", "analyses"}
+METHOD_KEYS = {"method", "like", "args", "epochs", "optimizer", "lr_scheduler", "seed", "seeds", "curriculum", "trainer"}
 FAMILY_KEYS = {"curve", "num_bends", "epochs", "objective", "objective_args", "optimizer", "init", "t_sampler", "l2"}
 
 
@@ -38,6 +38,7 @@ class MethodSpec:
     seed: int
     curriculum: dict[str, Any] | None
     trainer: dict[str, Any]
+    seeds: list[int] = field(default_factory=list)  # one per study seed, in order; [seed] for a one-seed study
 
 
 @dataclass
@@ -62,7 +63,8 @@ class FamilySpec:
 
 @dataclass
 class StudySpec:
-    """A validated study."""
+    """A validated study. ``seeds`` lists every training seed (``seed`` is the first); a study with several is run
+    once per seed (``unlearn_mc.study.seeds``)."""
 
     path: Path
     output_dir: Path
@@ -78,6 +80,11 @@ class StudySpec:
     paths_from: list[str]
     evaluation: dict[str, Any]
     analyses: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            self.seeds = [self.seed]
 
     @property
     def endpoints(self) -> list[str]:
@@ -120,7 +127,35 @@ def _class_spec(value: Any, where: str) -> dict[str, Any]:
     return {"class_path": value["class_path"], "init_args": dict(value.get("init_args") or {})}
 
 
-def _methods(raw: dict, default_seed: int) -> dict[str, MethodSpec]:
+def _seed_list(value: Any, where: str, count: int | None = None) -> list[int]:
+    """A non-empty list of distinct integer seeds (of ``count`` entries when given)."""
+    if not isinstance(value, list) or not value or any(isinstance(s, bool) or not isinstance(s, int) for s in value):
+        _fail(f"{where}={value!r} must be a non-empty list of integer seeds, e.g. [42, 1, 2].")
+    if len(set(value)) != len(value):
+        _fail(f"{where}={value!r} repeats a seed; list each seed once.")
+    if count is not None and len(value) != count:
+        _fail(f"{where}={value!r} has {len(value)} seeds but the study has {count}; give one per study seed, in order.")
+    return list(value)
+
+
+def _method_seeds(entry: dict, name: str, study_seeds: list[int]) -> list[int]:
+    """The method's seed for each study seed: its own ``seeds`` (one per study seed), its ``seed`` (one-seed studies
+    only), or the study's."""
+    if "seeds" in entry and "seed" in entry:
+        _fail(f"methods.{name} sets both seed and seeds; keep one.")
+    if "seeds" in entry:
+        return _seed_list(entry["seeds"], f"methods.{name}.seeds", len(study_seeds))
+    if "seed" in entry:
+        if isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int):
+            _fail(f"methods.{name}.seed={entry['seed']!r} must be an integer.")
+        if len(study_seeds) > 1:
+            _fail(f"methods.{name}.seed={entry['seed']} is one seed but the study runs {len(study_seeds)} seeds "
+                  f"{study_seeds}; give methods.{name}.seeds with one seed per study seed.")
+        return [entry["seed"]]
+    return list(study_seeds)
+
+
+def _methods(raw: dict, study_seeds: list[int]) -> dict[str, MethodSpec]:
     if not isinstance(raw, dict) or not raw:
         _fail("the study lists no methods; add at least one under 'methods'.")
     resolved: dict[str, dict] = {}
@@ -139,6 +174,8 @@ def _methods(raw: dict, default_seed: int) -> dict[str, MethodSpec]:
             if entry["like"] not in raw:
                 _fail(f"methods.{name} is like {entry['like']!r}, which is not a method of this study.")
             merged = copy.deepcopy(resolve(entry["like"], chain + (name,)))
+        if any(key in entry for key in ("seed", "seeds")):  # a variant's own seed replaces its parent's, whichever key
+            merged.pop("seed", None), merged.pop("seeds", None)
         merged.update({key: value for key, value in entry.items() if key != "like"})
         resolved[name] = merged
         return merged
@@ -160,7 +197,8 @@ def _methods(raw: dict, default_seed: int) -> dict[str, MethodSpec]:
             epochs=epochs,
             optimizer=_class_spec(entry.get("optimizer", {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01, "momentum": 0.9}}), f"methods.{name}.optimizer"),
             lr_scheduler=_class_spec(entry["lr_scheduler"], f"methods.{name}.lr_scheduler") if entry.get("lr_scheduler") else None,
-            seed=int(entry.get("seed", default_seed)),
+            seed=(seeds := _method_seeds(entry, name, study_seeds))[0],
+            seeds=seeds,
             curriculum=_class_spec(entry["curriculum"], f"methods.{name}.curriculum") if entry.get("curriculum") else None,
             trainer=dict(entry.get("trainer") or {}),
         )
@@ -228,12 +266,7 @@ def _relearn(relearn: Any) -> None:
               "ensemble members) or false (the endpoints only).")
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read and validate a study YAML; every error is one ``UnlearnMCError`` sentence, raised before any training."""
-    from unlearn_mc.curves.evaluate_curve import make_t_grid
-    from unlearn_mc.data import UnlearningDataModule
-
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         _fail(f"study file {str(path)!r} does not exist.")
     try:
@@ -242,8 +275,52 @@ def load_study(path: str | Path) -> StudySpec:
         _fail(f"study file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}")
     if not isinstance(raw, dict):
         _fail(f"study file {str(path)!r} must hold a mapping at the top level.")
+    return raw
+
+
+def merged_over(base: dict, change: dict) -> dict:
+    """``change`` laid over ``base``: mappings merge key by key, any other value replaces, and a key set to null
+    (``seed: null``) is removed."""
+    out = copy.deepcopy(base)
+    for key, value in change.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged_over(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_study_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The study file as one mapping; ``extends: <file>`` (relative to this file) lays this file over that one
+    (``merged_over``), recursively."""
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        _fail(f"extends={parent!r} in {str(path)!r} must be the path of another study file.")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in chain or parent_path == path.resolve():
+        _fail(f"study files {' -> '.join(str(p) for p in (*chain, path.resolve(), parent_path))} extend each other in a cycle.")
+    return merged_over(read_study_file(parent_path, (*chain, path.resolve())), raw)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study YAML; every error is one ``UnlearnMCError`` sentence, raised before any training."""
+    from unlearn_mc.curves.evaluate_curve import make_t_grid
+    from unlearn_mc.data import UnlearningDataModule
+
+    path = Path(path)
+    raw = read_study_file(path)
     _unknown_keys("the study", raw, STUDY_KEYS)
-    seed = int(raw.get("seed", 42))
+    if "seed" in raw and "seeds" in raw:
+        _fail("the study sets both seed and seeds; keep one (seeds: [..] runs every stage once per seed).")
+    seeds = _seed_list(raw["seeds"], "seeds") if "seeds" in raw else [raw.get("seed", 42)]
+    if isinstance(seeds[0], bool) or not isinstance(seeds[0], int):
+        _fail(f"seed={seeds[0]!r} must be an integer.")
+    seed = seeds[0]
     data = dict(raw.get("data") or {"dataset": "digits"})
     data.pop("split_file", None)  # the study keeps its own split
     UnlearningDataModule(**data, split_file="unused.json")  # validates every data setting; reads nothing
@@ -251,7 +328,7 @@ def load_study(path: str | Path) -> StudySpec:
     base = dict(raw.get("base") or {})
     base.setdefault("epochs", 20)
     base["optimizer"] = _class_spec(base.get("optimizer", {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}}), "base.optimizer")
-    methods = _methods(raw.get("methods"), seed)
+    methods = _methods(raw.get("methods"), seeds)
     curves = dict(raw.get("curves") or {})
     _unknown_keys("curves", curves, {"families", "pairs", "matrix", "paths_from"})
     families = _families(curves.get("families"))
@@ -301,4 +378,5 @@ def load_study(path: str | Path) -> StudySpec:
     return StudySpec(
         path=path, output_dir=output_dir, seed=seed, trainer=dict(raw.get("trainer") or {}), net=net, data=data, base=base,
         methods=methods, families=families, pairs=pairs, matrix=matrix, paths_from=paths_from, evaluation=evaluation, analyses=analyses,
+        seeds=seeds,
     )

@@ -27,12 +27,21 @@ def format_cell(value: Any) -> str:
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    """A GitHub-flavoured Markdown table with the keys of the first row as columns."""
+    """A GitHub-flavoured Markdown table with the keys of the first row as columns; a column ``m`` with a
+    ``m_ci`` column beside it (a study over several seeds) reads ``mean ± half-width`` in one cell."""
     if not rows:
         return "_(empty)_"
-    columns = list(rows[0])
+    columns = [column for column in rows[0] if not (column.endswith("_ci") and column[: -len("_ci")] in rows[0])]
+
+    def cell(row: Row, column: str) -> str:
+        text = format_cell(row.get(column))
+        half = row.get(f"{column}_ci")
+        if isinstance(half, float) and math.isfinite(half) and text not in ("–", "non-finite"):
+            text += f" ± {format_cell(half)}"
+        return text
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(format_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row, column) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
