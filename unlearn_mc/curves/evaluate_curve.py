@@ -15,7 +15,7 @@ from unlearn_mc.curves.summary import summarize
 from unlearn_mc.data.batches import split_batch
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.evaluate import evaluate_model
-from unlearn_mc.unlearning.base import GAP_METRICS, average_gap
+from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
 
 DEFAULT_POINTS = 31
 

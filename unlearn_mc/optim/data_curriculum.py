@@ -14,7 +14,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.models.frozen import frozen_copy
 
 ORDERS = ("easy_to_hard", "hard_to_easy")
 
@@ -131,9 +133,6 @@ class DataCurriculum(L.Callback):
     def _scorer(self, pl_module: L.LightningModule) -> nn.Module:
         if self.checkpoint is None:
             return pl_module
-        from unlearn_mc.checkpoints import load_network_weights
-        from unlearn_mc.unlearning.base import frozen_copy
-
         net = getattr(pl_module, "net", None)
         if not isinstance(net, nn.Module):
             raise UnlearnMCError(f"DataCurriculum checkpoint={self.checkpoint!r} needs a module with a `net` to load it into; {type(pl_module).__name__} has none.")

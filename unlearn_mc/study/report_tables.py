@@ -11,7 +11,7 @@ from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, endpoint_statuses, p
 from unlearn_mc.study.plan import curve_stage_id, endpoint_stage_id
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import Failures, Row
-from unlearn_mc.unlearning.base import GAP_METRICS, average_gap
+from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
 
 
 def method_table(study: StudySpec, results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:

@@ -19,6 +19,7 @@ from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.plan import endpoint_stage_id, plan_study
 from unlearn_mc.run_guard import folder_lock
@@ -38,7 +39,6 @@ def _datamodule(study: StudySpec) -> UnlearningDataModule:
     and those are what the persisted split is checked against; building the class directly would record other
     values (e.g. ``forget_ratio=None`` instead of the default 0.1 under the class rule) and be refused by the split.
     """
-    from unlearn_mc.cli import UnlearnMCCLI
 
     config = copy.deepcopy(next(stage for stage in plan_study(study) if stage.id == "original").config)
     config["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,

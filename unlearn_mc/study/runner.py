@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.output_dirs import check_run_outputs, ensure_writable_dir
 from unlearn_mc.study.plan import Stage, plan_study
@@ -89,7 +90,6 @@ def _model_metrics(module, datamodule) -> dict[str, float]:
 
 def run_stage(stage: Stage, root: Path) -> dict[str, Any]:
     """Run one stage through the same CLI, modules and Trainer flags as ``unlearn-mc fit``; return its result."""
-    from unlearn_mc.cli import UnlearnMCCLI
     from unlearn_mc.curves import CurveEvaluation
 
     directory = stage.directory(root)

@@ -22,7 +22,9 @@ from torch import Tensor, nn
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.data.batches import stream_batches
 from unlearn_mc.evaluation.evaluate import evaluate_model
+from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
+from unlearn_mc.models.frozen import frozen_copy
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.optim.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
@@ -30,23 +32,8 @@ from unlearn_mc.resume import ResumesRandomness
 Forward = Callable[[Tensor], Tensor]
 Batches = Mapping[str, tuple[Tensor, Tensor]]
 
-GAP_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
 STATE_KEY = "unlearn_mc_unlearning"
-
-
-def average_gap(metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
-    """avg_gap = (1/|M|)·Σ_{m ∈ M} |metrics[m] − reference[m]| over M = forget, retain, test accuracy and MIA efficacy."""
-    return sum(abs(metrics[name] - reference[name]) for name in GAP_METRICS) / len(GAP_METRICS)
-
-
-def frozen_copy(net: nn.Module) -> nn.Module:
-    """A deep copy of ``net`` in eval mode with ``requires_grad=False`` everywhere (a teacher or reference)."""
-    import copy
-
-    teacher = copy.deepcopy(net).eval()
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
-    return teacher
+__all__ = ["Batches", "Forward", "GAP_METRICS", "UnlearningModule", "average_gap", "frozen_copy"]  # the last three re-exported
 
 
 class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
