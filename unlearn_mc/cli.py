@@ -22,6 +22,7 @@ from unlearn_mc.output_dirs import check_run_outputs
 from unlearn_mc.preflight import check_datamodule_serves, check_network_takes_data, check_trainer_settings
 from unlearn_mc.run_guard import RunGuard
 from unlearn_mc.stage_checkpoint import StageCheckpoint
+from unlearn_mc.tuning.calibrate import NoFeasibleSetting
 
 
 class UnlearnMCCLI(LightningCLI):
@@ -128,6 +129,27 @@ def _study(args: list[str]) -> None:
     run_study(parser.parse_args(args).config)
 
 
+def _tune(args: list[str]) -> None:
+    """``unlearn-mc tune --config <study.yaml> --method <name> [--trials N] [--lr-range LOW HIGH] …``."""
+    from unlearn_mc.study import load_study
+    from unlearn_mc.tuning import settings_for, tune_method
+
+    parser = argparse.ArgumentParser(prog="unlearn-mc tune", description="Calibrate a study method's learning rate, epochs and main "
+                                     "weight: the setting closest to retrain on the validation split, above a retain-accuracy floor.")
+    parser.add_argument("--config", required=True, help="the study YAML, e.g. configs/digits/study.yaml")
+    parser.add_argument("--method", required=True, help="a method entry of the study, e.g. grad_ascent")
+    parser.add_argument("--trials", type=int, help="number of trials (default: the entry's tune.trials, else 20)")
+    parser.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="learning rates searched, log-uniform")
+    parser.add_argument("--epochs-range", type=int, nargs=2, metavar=("LOW", "HIGH"), help="epochs searched (default 1 5)")
+    parser.add_argument("--weight-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="the method's main weight searched "
+                        "(GradDiff alpha, RandomLabel/SalUn/BadTeacher retain_weight, NPO beta, L1Sparse alpha)")
+    parser.add_argument("--retain-floor", type=float, help="fraction of the retrain model's retain accuracy a trial must keep (default 0.9)")
+    parsed = parser.parse_args(args)
+    study = load_study(parsed.config)
+    flags = {key: getattr(parsed, key) for key in ("trials", "lr_range", "epochs_range", "weight_range", "retain_floor")}
+    tune_method(study, parsed.method, settings_for(study, parsed.method, flags))
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
@@ -138,8 +160,13 @@ def main(args: list[str] | None = None) -> int:
     try:
         if arguments[:1] == ["study"]:
             _study(arguments[1:])
+        elif arguments[:1] == ["tune"]:
+            _tune(arguments[1:])
         else:
             UnlearnMCCLI(args=args, guard=guard)
+    except NoFeasibleSetting as error:  # the search ran and wrote its table, but found no setting to use
+        print(f"unlearn-mc: {error}", file=sys.stderr)
+        return 1
     except argparse.ArgumentError as error:
         refused = True
         print(f"unlearn-mc: error: {describe_config_error(error)}", file=sys.stderr)

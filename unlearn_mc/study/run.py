@@ -223,6 +223,8 @@ def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
     """Validate the study, run or reuse every stage, run the analyses and write ``report.md``; return its path."""
     started = time.perf_counter()
     study = load_study(path)
+    from unlearn_mc.tuning import apply_tuning  # imported here: unlearn_mc.tuning imports this package
+    study = apply_tuning(study, say)  # methods with tune: run with their calibrated settings (searched now, or reused)
     check_stages(study)  # refuse a changed stage before the folder is locked (and so created)
     say(f"study {study.path} -> {study.output_dir}")
     with contextlib.ExitStack() as held:
