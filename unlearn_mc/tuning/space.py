@@ -44,8 +44,8 @@ class MainWeight:
 # By the class that defines the loss; a subclass (SalUn of RandomLabel, a user's own) inherits its parent's weight.
 MAIN_WEIGHTS = {
     "GradDiff": MainWeight("alpha", 0.5, 0.999, log=False, minimum=0.0, maximum=1.0),
-    "RandomLabel": MainWeight("retain_weight", 0.1, 1.0, log=False, minimum=0.0),
-    "BadTeacher": MainWeight("retain_weight", 0.1, 1.0, log=False, minimum=0.0),
+    "RandomLabel": MainWeight("retain_weight", 0.1, 10.0, log=True, minimum=0.0),  # λ_r against the entry's λ_f
+    "BadTeacher": MainWeight("retain_weight", 0.1, 10.0, log=True, minimum=0.0),
     "NPO": MainWeight("beta", 0.01, 1.0, log=True, minimum=0.0),
     "L1Sparse": MainWeight("alpha", 1e-5, 1e-2, log=True, minimum=0.0),
 }
