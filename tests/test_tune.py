@@ -16,8 +16,8 @@ from unlearn_mc.cli import main
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study import load_study
 from unlearn_mc.tuning import NoFeasibleSetting, apply_tuning, settings_for, tune_method
-from unlearn_mc.tuning.objective import TrialOutcome, trial_stage
-from unlearn_mc.tuning.search import run_search
+from unlearn_mc.tuning.objective import SeedRun, TrialOutcome, trial_stage
+from unlearn_mc.tuning.search import run_search, trial_row
 
 STUDY = {
     "output_dir": "out",
@@ -51,8 +51,12 @@ def known_outcome(params: dict) -> TrialOutcome:
     lr = 0.01 and 0.89 (below the floor 0.9) above; so the feasible optimum is lr = 0.01, gap = log10(3) / 8."""
     forget = min(1.0, abs(math.log10(params["lr"] / OPTIMUM)) / 2)
     retain = 1.0 if params["lr"] <= FEASIBLE_UP_TO else 0.89
+    return TrialOutcome([_run(forget, retain)])
+
+
+def _run(forget: float, retain: float) -> SeedRun:
     metrics = {"forget_acc": forget, "retain_acc": retain}
-    return TrialOutcome(test={**metrics, "test_acc": 1.0, "mia_efficacy": 1.0}, val={**metrics, "val_acc": 1.0, "val_mia_efficacy": 1.0})
+    return SeedRun(test={**metrics, "test_acc": 1.0, "mia_efficacy": 1.0}, val={**metrics, "val_acc": 1.0, "val_mia_efficacy": 1.0})
 
 
 def _settings(tmp_path: Path, **flags):
@@ -84,6 +88,14 @@ def test_tpe_finds_the_known_feasible_optimum_and_the_floor_excludes_lower_gaps(
     again = run_search(lambda number, params: known_outcome(params), settings, seed=42, floor=0.9, reference_val=REFERENCE,
                        reference_test=REFERENCE | {"test_acc": 1.0, "mia_efficacy": 1.0}, say=lambda line: None)
     assert again == rows  # seeded: the same proposals and the same table
+
+
+def test_a_setting_trained_with_several_seeds_must_keep_the_floor_on_each():
+    reference_test = REFERENCE | {"test_acc": 1.0, "mia_efficacy": 1.0}
+    row = trial_row(1, {"lr": 0.01, "epochs": 1}, TrialOutcome([_run(0.0, 1.0), _run(0.2, 0.88)]), REFERENCE, reference_test, floor=0.9)
+    assert row["n_seeds"] == 2 and row["retain_acc"] == pytest.approx(0.94) and row["retain_acc_min"] == 0.88
+    assert row["gap"] == pytest.approx((0.0 + (0.2 + 0.12) / 4) / 2) and row["feasible"] == 0  # the mean would pass; the worst seed does not
+    assert trial_row(1, {"lr": 0.01, "epochs": 1}, TrialOutcome([_run(0.0, 1.0), _run(0.2, 0.91)]), REFERENCE, reference_test, 0.9)["feasible"] == 1
 
 
 class FakeRunner:
@@ -165,6 +177,7 @@ def test_no_feasible_trial_chooses_none_and_exits_1(tmp_path, monkeypatch, fake_
         (["--method", "ga", "--weight-range", "0.5", "0.9"], "--weight-range is given, but GradientAscent has no main weight to search"),
         (["--method", "gd", "--weight-range", "0.5", "1.5"], "--weight-range 0.5 1.5 is not a valid range; give two values of alpha"),
         (["--method", "ga", "--retain-floor", "1.5"], "--retain-floor 1.5 must lie in [0, 1]"),
+        (["--method", "ga", "--seeds", "42", "42"], "--seeds 42 42 must be distinct whole numbers"),
     ],
 )
 def test_bad_tune_input_exits_2_with_one_sentence_and_writes_nothing(tmp_path, monkeypatch, capsys, flags, message):
@@ -203,6 +216,7 @@ def test_a_changed_search_is_refused_naming_the_change(tmp_path, monkeypatch, fa
         ({"trials": 0}, r"methods.ga.tune.trials=0 must be a positive number of trials"),
         ({"lr_range": [0.1]}, r"methods.ga.tune.lr_range=\[0.1\] is not a valid range"),
         ({"trails": 3}, r"methods.ga.tune has unknown key\(s\) \['trails'\]"),
+        ({"seeds": []}, r"methods.ga.tune.seeds=\[\] must be distinct whole numbers"),
         ("fast", r"methods.ga.tune must be a mapping"),
     ],
 )
@@ -240,7 +254,7 @@ def _table(folder: Path) -> str:
 @pytest.mark.slow
 def test_a_real_tune_reproduces_when_rerun_and_in_a_fresh_folder_and_the_study_uses_it(tmp_path, monkeypatch, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
-    methods = {"ga": {**STUDY["methods"]["ga"], "tune": {"trials": 3, "lr_range": [1e-3, 1e-1], "epochs_range": [1, 1]}}}
+    methods = {"ga": {**STUDY["methods"]["ga"], "tune": {"trials": 2, "lr_range": [1e-3, 1e-1], "epochs_range": [1, 1], "seeds": [42, 7]}}}
     study = STUDY | {"methods": methods, "curves": {"families": {"linear": {"curve": "linear"}}}}
     for folder in (first, second):
         _write(folder, study)
@@ -251,13 +265,13 @@ def test_a_real_tune_reproduces_when_rerun_and_in_a_fresh_folder_and_the_study_u
     assert "finished earlier, reused" in capsys.readouterr().out and _table(first) == table
     (first / "out" / "tuning" / "ga" / "search.json").unlink()  # a search to redo: every trial is reused by its digest
     assert main(["tune", "--config", "study.yaml", "--method", "ga"]) == 0
-    assert capsys.readouterr().out.count("; reused)") == 3 and _table(first) == table
+    assert capsys.readouterr().out.count("; reused)") == 2 and _table(first) == table
     monkeypatch.chdir(second)
     assert main(["tune", "--config", "study.yaml", "--method", "ga"]) == 0
     assert _table(second) == table  # seeded sampler, deterministic training: the same table from scratch
     monkeypatch.chdir(first)
     assert main(["study", "--config", "study.yaml"]) == 0
     chosen = next(row for row in csv.DictReader(table.splitlines()) if row["chosen"] == "1")
-    trial = json.loads((first / "out" / "tuning" / "ga" / "trials" / f"{int(chosen['number']):03d}" / "result.json").read_text())
+    trial = json.loads((first / "out" / "tuning" / "ga" / "trials" / f"{int(chosen['number']):03d}" / "seed42" / "result.json").read_text())
     stage = json.loads((first / "out" / "stages" / "method-ga" / "result.json").read_text())
     assert stage["config_sha256"] == trial["config_sha256"] and stage["metrics"] == trial["metrics"]

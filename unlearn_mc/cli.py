@@ -144,9 +144,11 @@ def _tune(args: list[str]) -> None:
     parser.add_argument("--weight-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="the method's main weight searched "
                         "(GradDiff alpha, RandomLabel/SalUn/BadTeacher retain_weight, NPO beta, L1Sparse alpha)")
     parser.add_argument("--retain-floor", type=float, help="fraction of the retrain model's retain accuracy a trial must keep (default 0.9)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="train every trial with each of these seeds; a setting "
+                        "must keep the floor on each (default: the method's own seed)")
     parsed = parser.parse_args(args)
     study = load_study(parsed.config)
-    flags = {key: getattr(parsed, key) for key in ("trials", "lr_range", "epochs_range", "weight_range", "retain_floor")}
+    flags = {key: getattr(parsed, key) for key in ("trials", "lr_range", "epochs_range", "weight_range", "retain_floor", "seeds")}
     tune_method(study, parsed.method, settings_for(study, parsed.method, flags))
 
 

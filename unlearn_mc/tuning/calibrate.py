@@ -109,7 +109,8 @@ def _header(study: StudySpec, method: str, settings: TuneSettings, row: Row, flo
             + (f", {settings.weight} {settings.weight_range[0]:g}-{settings.weight_range[1]:g}" if settings.weight else "")
             + f"; {settings.trials} trials in {tuning_dir(study, method) / 'trials.csv'}",
             f"chosen: trial {row['number']}, validation gap to retrain {row['gap']:.4f} with retain accuracy "
-            f"{row['retain_acc']:.4f} >= floor {floor:.4f} ({settings.retain_floor:g} x retrain's)"]
+            f"{row['retain_acc_min']:.4f} >= floor {floor:.4f} ({settings.retain_floor:g} x retrain's)"
+            + (f" on each of seeds {', '.join(map(str, settings.seeds))}" if settings.seeds and len(settings.seeds) > 1 else "")]
 
 
 def _no_setting(directory: Path, floor: float, settings: TuneSettings) -> NoFeasibleSetting:

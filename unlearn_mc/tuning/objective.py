@@ -2,8 +2,9 @@
 
 A trial is an ordinary method stage of the study (its config built by ``plan_study``, so it reads the study's
 ``original`` and ``retrain`` checkpoints and split, and trains exactly as the study's own stage would) with the
-trial's lr, epochs and weight, run by ``runner.run_stage`` under ``<output_dir>/tuning/<method>/trials/<number>/``.
-A finished trial (its ``result.json`` holds the digest of this very config) is reused, never retrained.
+trial's lr, epochs and weight, run by ``runner.run_stage`` under ``<output_dir>/tuning/<method>/trials/<number>/``
+(with several training seeds, one stage per seed under ``trials/<number>/seed<s>/``). A finished trial (its
+``result.json`` holds the digest of this very config) is reused, never retrained.
 
 Scoring never looks at the test set. The validation split V (``data.val_fraction`` of the training pool, in no
 stage's training data) stands in for it:
@@ -13,7 +14,8 @@ stage's training data) stands in for it:
 with F, R the forget and retain accuracies, A_V the validation accuracy and M_V the MIA efficacy whose attack learns
 members (retain) against non-members taken from V instead of the test set (``evaluation.mia.mia_efficacy`` on the
 validation loader); the subscript r marks the retrain model's values. The trial's test-set metrics (``forget_acc``,
-``retain_acc``, ``test_acc``, ``mia_efficacy`` as in ``methods.csv``) are recorded beside, for reading only.
+``retain_acc``, ``test_acc``, ``mia_efficacy`` as in ``methods.csv``) are recorded beside, for reading only. With
+several seeds each seed's model is scored on its own (``TrialOutcome.runs``); ``search.trial_row`` averages them.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ class TrialStage(Stage):
         return root / "trials" / self.id
 
 
-def trial_stage(study: StudySpec, method: MethodSpec, number: int) -> TrialStage:
-    """The stage training ``method`` (a setting already applied) as trial ``number``: the study's own method stage config."""
+def trial_stage(study: StudySpec, method: MethodSpec, number: int, seed_folder: bool = False) -> TrialStage:
+    """The stage training ``method`` (a setting already applied) as trial ``number``: the study's own method stage config
+    (in ``<number>/seed<seed>`` with ``seed_folder``, one of a trial's several seeds)."""
     alone = dataclasses.replace(study, methods={method.name: method}, pairs=[], matrix=[], paths_from=[])
     planned = next(stage for stage in plan_study(alone) if stage.kind == "method")
-    return TrialStage(f"{number:03d}", "method", "fit", planned.config, depends=planned.depends, info={**planned.info, "trial": number})
+    stage_id = f"{number:03d}/seed{method.seed}" if seed_folder else f"{number:03d}"
+    return TrialStage(stage_id, "method", "fit", planned.config, depends=planned.depends, info={**planned.info, "trial": number})
 
 
 @torch.no_grad()
@@ -71,14 +75,20 @@ def validation_gap(metrics: dict[str, float], reference: dict[str, float]) -> fl
 
 
 @dataclass
-class TrialOutcome:
-    """What a trial's model measured: ``test`` (the evaluation splits, as ``methods.csv``) and ``val`` (``VAL_METRICS``)."""
+class SeedRun:
+    """What one model of a trial measured: ``test`` (the evaluation splits, as ``methods.csv``) and ``val`` (``VAL_METRICS``)."""
 
     test: dict[str, float]
     val: dict[str, float]
     stop_reason: str | None = None
+
+
+@dataclass
+class TrialOutcome:
+    """A trial's models, one per training seed."""
+
+    runs: list[SeedRun]
     reused: bool = False
-    wall_s: float = 0.0
     same_as: int | None = None  # an earlier trial of this search with the very same setting
 
 
@@ -106,25 +116,30 @@ class TrialRunner:
         return load_network_weights(instantiate(self.study.net), checkpoint).to(self.device).eval()
 
     def __call__(self, number: int, params: dict[str, Any]) -> TrialOutcome:
-        stage = trial_stage(self.study, self.settings.apply(self.method, params), number)
-        digest = config_digest(stage.config)
+        method = self.settings.apply(self.method, params)
+        seeds = self.settings.seeds or (method.seed,)
+        stages = [trial_stage(self.study, dataclasses.replace(method, seed=seed), number, seed_folder=len(seeds) > 1) for seed in seeds]
+        digest = config_digest([stage.config for stage in stages])
         if digest in self._seen:
             earlier, outcome = self._seen[digest]
-            return dataclasses.replace(outcome, reused=True, wall_s=0.0, same_as=earlier)
-        if stage_status(stage, self.root) == "done":
-            result, reused = json.loads((stage.directory(self.root) / "result.json").read_text()), True
-        else:
-            with quiet_lightning(), warnings.catch_warnings():
-                # a forget stream of a few batches trips Lightning's logging-interval notice on every trial
-                warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
-                result, reused = run_stage(stage, self.root), False
-        outcome = TrialOutcome(test=result["metrics"], val=self._validation(stage, digest), stop_reason=result.get("stop_reason"),
-                               reused=reused, wall_s=0.0 if reused else float(result["wall_s"]))
+            return dataclasses.replace(outcome, reused=True, same_as=earlier)
+        runs, reused = [], True
+        for stage in stages:
+            if stage_status(stage, self.root) == "done":
+                result = json.loads((stage.directory(self.root) / "result.json").read_text())
+            else:
+                with quiet_lightning(), warnings.catch_warnings():
+                    # a forget stream of a few batches trips Lightning's logging-interval notice on every trial
+                    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+                    result, reused = run_stage(stage, self.root), False
+            runs.append(SeedRun(test=result["metrics"], val=self._validation(stage), stop_reason=result.get("stop_reason")))
+        outcome = TrialOutcome(runs=runs, reused=reused)
         self._seen[digest] = (number, outcome)
         return outcome
 
-    def _validation(self, stage: TrialStage, digest: str) -> dict[str, float]:
+    def _validation(self, stage: TrialStage) -> dict[str, float]:
         """The trial model's ``VAL_METRICS``, stored beside its result (with the config digest they belong to)."""
+        digest = config_digest(stage.config)
         path = stage.directory(self.root) / VAL_FILE
         if path.is_file():
             stored = json.loads(path.read_text())

@@ -5,7 +5,9 @@ Each trial's setting is trained and scored by a runner (``objective.TrialRunner`
 
     chosen = argmin { gap_i : trial i feasible },   feasible ⇔ R_i ≥ floor = retain_floor · R_r
 
-(R the retain accuracy, R_r the retrain model's; ties go to the earlier trial); no feasible trial, no choice.
+(R the retain accuracy, R_r the retrain model's; ties go to the earlier trial); no feasible trial, no choice. A trial
+trained with several seeds s has gap_i = mean_s gap_i,s, its metrics the means over its seeds, and is feasible only
+when every seed is (R_i = min_s R_i,s, the column ``retain_acc_min``): a setting must hold on each seed, not on average.
 What the sampler minimises is gap_i for a feasible trial and 1 + (floor − R_i) for an infeasible one: the gap is
 at most 1 (a mean of differences of values in [0, 1]), so every infeasible trial ranks below every feasible one,
 and of two infeasible trials the one closer to the floor ranks higher, the order Optuna's constrained TPE uses, on
@@ -47,23 +49,30 @@ def quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
 def trial_row(number: int, params: dict[str, Any], outcome: TrialOutcome, reference_val: dict[str, float],
               reference_test: dict[str, float], floor: float) -> Row:
-    """One row of ``trials.csv`` (``chosen`` is set once every trial has finished)."""
-    gap = validation_gap(outcome.val, reference_val)
-    test_gap = average_gap(outcome.test, reference_test)
+    """One row of ``trials.csv`` (``chosen`` is set once every trial has finished); metrics are means over the seeds."""
+    runs = outcome.runs
+    gap = _mean([validation_gap(run.val, reference_val) for run in runs])
+    test_gap = _mean([average_gap(run.test, reference_test) for run in runs])
+    retain_min = min(run.test["retain_acc"] for run in runs)
     finished = math.isfinite(gap)
-    return {"number": number, **params, **{m: outcome.test[m] for m in TEST_METRICS},
-            "val_acc": outcome.val["val_acc"], "val_mia_efficacy": outcome.val["val_mia_efficacy"], "gap": gap, "test_gap": test_gap,
-            "feasible": int(finished and outcome.test["retain_acc"] >= floor), "state": "complete" if finished else "fail",
-            "stop_reason": outcome.stop_reason or "", "chosen": 0}
+    return {"number": number, **params, **{m: _mean([run.test[m] for run in runs]) for m in TEST_METRICS},
+            "val_acc": _mean([run.val["val_acc"] for run in runs]), "val_mia_efficacy": _mean([run.val["val_mia_efficacy"] for run in runs]),
+            "retain_acc_min": retain_min, "n_seeds": len(runs), "gap": gap, "test_gap": test_gap,
+            "feasible": int(finished and retain_min >= floor), "state": "complete" if finished else "fail",
+            "stop_reason": "; ".join(run.stop_reason for run in runs if run.stop_reason), "chosen": 0}
 
 
 def sampler_value(row: Row, floor: float) -> float:
     """What TPE minimises: the gap when feasible, else 1 + the shortfall below the floor; NaN fails the trial."""
     if row["state"] != "complete":
         return math.nan
-    return row["gap"] if row["feasible"] else 1.0 + (floor - row["retain_acc"])
+    return row["gap"] if row["feasible"] else 1.0 + (floor - row["retain_acc_min"])
 
 
 def choose(rows: list[Row]) -> int | None:
@@ -94,8 +103,9 @@ def run_search(runner: Callable[[int, dict[str, Any]], TrialOutcome], settings: 
         how = (f"same setting as trial {outcome.same_as}" if outcome.same_as is not None else "reused" if outcome.reused
                else f"{time.perf_counter() - started:.1f} s")
         verdict = "feasible" if row["feasible"] else ("failed" if row["state"] == "fail" else f"retain below {floor:.3f}")
+        worst = f" (worst seed {row['retain_acc_min']:.3f})" if row["n_seeds"] > 1 else ""
         say(f"trial {number:>{width}}/{settings.trials}: {describe(params, settings.weight)} -> gap {row['gap']:.4f}, "
-            f"forget {row['forget_acc']:.3f}, retain {row['retain_acc']:.3f} ({verdict}; {how})")
+            f"forget {row['forget_acc']:.3f}, retain {row['retain_acc']:.3f}{worst} ({verdict}; {how})")
         return sampler_value(row, floor)
 
     with quiet_optuna():

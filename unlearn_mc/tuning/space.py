@@ -7,8 +7,9 @@ Sampled values are rounded (lr and log-scale weights to 2 significant digits, ot
 setting is a recipe one can write down, and what a trial trains with is exactly what its row of ``trials.csv`` says.
 
 The settings come from the ``tune:`` key of a study's method entry (``trials``, ``lr_range``, ``epochs_range``,
-``weight_range``, ``retain_floor``) or from the flags of ``unlearn-mc tune`` (``--trials``, ``--lr-range``, …);
-a flag overrides the entry, and what neither gives takes the defaults below.
+``weight_range``, ``retain_floor``, ``seeds``) or from the flags of ``unlearn-mc tune`` (``--trials``, ``--lr-range``, …);
+a flag overrides the entry, and what neither gives takes the defaults below. ``seeds`` are the training seeds each
+trial is trained with (default: the method's own seed); with several, a setting is scored over all of them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from unlearn_mc.errors import UnlearnMCError
 
-TUNE_KEYS = ("trials", "lr_range", "epochs_range", "weight_range", "retain_floor")
+TUNE_KEYS = ("trials", "lr_range", "epochs_range", "weight_range", "retain_floor", "seeds")
 DEFAULT_TRIALS = 20
 DEFAULT_EPOCHS = (1, 5)
 DEFAULT_RETAIN_FLOOR = 0.9  # a trial must keep 0.9 × the retrain model's retain accuracy
@@ -76,11 +77,13 @@ class TuneSettings:
     weight_range: tuple[float, float] | None
     weight_log: bool
     retain_floor: float
+    seeds: tuple[int, ...] | None = None  # training seeds of every trial; None: the method's own seed
 
     def space(self) -> dict[str, Any]:
         """The search space as plain data (what identifies a search, with the floor and the method's recipe)."""
         return {"lr_range": list(self.lr_range), "epochs_range": list(self.epochs_range), "weight": self.weight,
-                "weight_range": list(self.weight_range) if self.weight_range else None, "weight_log": self.weight_log}
+                "weight_range": list(self.weight_range) if self.weight_range else None, "weight_log": self.weight_log,
+                "seeds": list(self.seeds) if self.seeds else None}
 
     def suggest(self, trial) -> dict[str, Any]:
         """One setting from an Optuna trial: ``{"lr": …, "epochs": …[, weight: …]}``, rounded and kept in range."""
@@ -107,6 +110,8 @@ class TuneSettings:
         if self.weight_range is not None:
             flags.append(f"--weight-range {self.weight_range[0]:g} {self.weight_range[1]:g}")
         flags.append(f"--retain-floor {self.retain_floor:g}")
+        if self.seeds:
+            flags.append(f"--seeds {' '.join(map(str, self.seeds))}")
         return " ".join(flags)
 
 
@@ -171,5 +176,10 @@ def tune_settings(class_path: str, optimizer: dict[str, Any], given: dict[str, A
     if not _number(floor) or not 0.0 <= floor <= 1.0:
         raise UnlearnMCError(f"{_named(label('retain_floor'), floor)} must lie in [0, 1]: the fraction of the retrain model's retain "
                              "accuracy a trial must keep (0.9 by default, 0 for no floor).")
+    seeds = given.get("seeds")
+    if seeds is not None and (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
+                              or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+        raise UnlearnMCError(f"{_named(label('seeds'), seeds)} must be distinct whole numbers, the training seeds of every trial, e.g. 42 87.")
     return TuneSettings(trials=trials, lr_range=lr_range, epochs_range=epochs_range, weight=weight.name if weight else None,
-                        weight_range=weight_range, weight_log=bool(weight and weight.log), retain_floor=float(floor))
+                        weight_range=weight_range, weight_log=bool(weight and weight.log), retain_floor=float(floor),
+                        seeds=tuple(seeds) if seeds is not None else None)
