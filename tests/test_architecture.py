@@ -18,7 +18,9 @@ def _module_name(path: Path) -> str:
 
 def import_graph() -> nx.DiGraph:
     """Module → every ``unlearn_mc`` module it imports (``import`` and ``from … import``, top level or in a function;
-    ``from package import name`` points at the submodule ``name`` when there is one, else at the package)."""
+    ``from package import name`` points at the submodule ``name`` when there is one, else at the package), and → each
+    package above that module which is not above the importing one: importing ``a.b.c`` from outside ``a.b`` runs
+    ``a/b/__init__.py`` first, so a package that imports its own modules is part of every import through it."""
     files = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph = nx.DiGraph()
     graph.add_nodes_from(files)
@@ -41,10 +43,13 @@ def import_graph() -> nx.DiGraph:
                     base = ".".join(anchor + ([node.module] if node.module else []))
                 if base.split(".")[0] == "unlearn_mc":
                     targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
+            own_packages = {".".join(module.split(".")[:k]) for k in range(1, len(module.split(".")))}
             for target in targets:
                 target = known(target)
-                if target != module:
-                    graph.add_edge(module, target)
+                parts = target.split(".")
+                for name in [*(".".join(parts[:k]) for k in range(2, len(parts))), target]:
+                    if name != module and name not in own_packages and name in files:
+                        graph.add_edge(module, name)
     return graph
 
 

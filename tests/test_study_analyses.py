@@ -22,6 +22,7 @@ from unlearn_mc.models import SmallCNN
 from unlearn_mc.study import load_study, run_study
 from unlearn_mc.study import run as study_run
 from unlearn_mc.study.analyses import NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
+from unlearn_mc.study.datamodule import study_datamodule
 from unlearn_mc.study.endpoint_status import endpoint_statuses
 
 pytestmark = pytest.mark.slow
@@ -112,7 +113,7 @@ def test_recovery_is_scored_on_the_held_out_part_of_the_forget_set_only(class_st
     assert all(call["fine_tune"] == fine_tune for call in calls[0::2])
     assert all(not call["fine_tune"] & set(split["forget"]) for call in calls[1::2])
     # the original's accuracy before the attack, recomputed on exactly the scored samples
-    datamodule = study_run._datamodule(load_study(folder / "study.yaml"))
+    datamodule = study_datamodule(load_study(folder / "study.yaml"))
     net = load_network_weights(SmallCNN(**NET["init_args"]), folder / "out" / "stages" / "original" / "model.ckpt").eval()
     forget = datamodule.scoring_dataset("forget")
     positions = [split["forget"].index(index) for index in sorted(scored)]

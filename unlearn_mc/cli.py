@@ -13,6 +13,7 @@ import warnings
 from unlearn_mc.errors import describe_config_error, find_user_error
 from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.run_guard import RunGuard
+from unlearn_mc.study.tuning.calibrate import NoFeasibleSetting
 
 __all__ = ["UnlearnMCCLI", "console_entry", "main"]
 
@@ -26,6 +27,29 @@ def _study(args: list[str]) -> None:
     run_study(parser.parse_args(args).config)
 
 
+def _tune(args: list[str]) -> None:
+    """``unlearn-mc tune --config <study.yaml> --method <name> [--trials N] [--lr-range LOW HIGH] …``."""
+    from unlearn_mc.study import load_study
+    from unlearn_mc.study.tuning.calibrate import settings_for, tune_method
+
+    parser = argparse.ArgumentParser(prog="unlearn-mc tune", description="Calibrate a study method's learning rate, epochs and main "
+                                     "weight: the setting closest to retrain on the validation split, above a retain-accuracy floor.")
+    parser.add_argument("--config", required=True, help="the study YAML, e.g. configs/digits/study.yaml")
+    parser.add_argument("--method", required=True, help="a method entry of the study, e.g. grad_ascent")
+    parser.add_argument("--trials", type=int, help="number of trials (default: the entry's tune.trials, else 20)")
+    parser.add_argument("--lr-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="learning rates searched, log-uniform")
+    parser.add_argument("--epochs-range", type=int, nargs=2, metavar=("LOW", "HIGH"), help="epochs searched (default 1 5)")
+    parser.add_argument("--weight-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="the method's main weight searched "
+                        "(GradDiff alpha, RandomLabel/SalUn/BadTeacher retain_weight, NPO beta, L1Sparse alpha)")
+    parser.add_argument("--retain-floor", type=float, help="fraction of the retrain model's retain accuracy a trial must keep (default 0.9)")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED", help="train every trial with each of these seeds; a setting "
+                        "must keep the floor on each (default: the method's own seed)")
+    parsed = parser.parse_args(args)
+    study = load_study(parsed.config)
+    flags = {key: getattr(parsed, key) for key in ("trials", "lr_range", "epochs_range", "weight_range", "retain_floor", "seeds")}
+    tune_method(study, parsed.method, settings_for(study, parsed.method, flags))
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
@@ -36,8 +60,13 @@ def main(args: list[str] | None = None) -> int:
     try:
         if arguments[:1] == ["study"]:
             _study(arguments[1:])
+        elif arguments[:1] == ["tune"]:
+            _tune(arguments[1:])
         else:
             UnlearnMCCLI(args=args, guard=guard)
+    except NoFeasibleSetting as error:  # the search ran and wrote its table, but found no setting to use
+        print(f"unlearn-mc: {error}", file=sys.stderr)
+        return 1
     except argparse.ArgumentError as error:
         refused = True
         print(f"unlearn-mc: error: {describe_config_error(error)}", file=sys.stderr)

@@ -27,30 +27,11 @@ from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes
 from unlearn_mc.study.report import write_report, write_seeds_report
 from unlearn_mc.study.report_figures import relearn_steps
 from unlearn_mc.study.runner import check_stages, default_device, quiet_lightning, run_stages, write_json_atomically
+from unlearn_mc.study.datamodule import study_datamodule
 from unlearn_mc.study.seeds import SeedRun, seed_replicas
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Failures, Row, write_csv
-
-
-def _datamodule(study: StudySpec) -> UnlearningDataModule:
-    """The DataModule exactly as the stages build it: through the CLI, from the ``original`` stage's data config.
-
-    LightningCLI records the parsed data settings, defaults included, as the DataModule's hyper-parameters,
-    and those are what the persisted split is checked against; building the class directly would record other
-    values (e.g. ``forget_ratio=None`` instead of the default 0.1 under the class rule) and be refused by the split.
-    """
-
-    config = copy.deepcopy(next(stage for stage in plan_study(study) if stage.id == "original").config)
-    config["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-                         "enable_progress_bar": False, "enable_model_summary": False}  # the Trainer is not used
-    command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI would also parse our command line
-    try:
-        with quiet_lightning():
-            datamodule = UnlearnMCCLI(args=config, run=False).datamodule
-    finally:
-        sys.argv = command_line
-    datamodule.setup()
-    return datamodule
+from unlearn_mc.study.tuning.calibrate import apply_tuning
 
 
 def _endpoint_net(study: StudySpec, name: str, device: torch.device):
@@ -162,7 +143,7 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
         return {}
     device = default_device(study)
     if datamodule is None:
-        datamodule = failures.attempt("analysis data", lambda: _datamodule(study))
+        datamodule = failures.attempt("analysis data", lambda: study_datamodule(study))
         if datamodule is None:
             say(f"  analyses: skipped ({failures.reasons['analysis data']})")
             return {}
@@ -228,12 +209,12 @@ def _run_replica(study: StudySpec, say: Callable[[str], None]) -> SeedRun | None
     if study.evaluation.get("on_collapse") == "stop":  # the endpoints first, so no curve is fitted to a collapsed one
         endpoints_only = dataclasses.replace(study, pairs=[], matrix=[], paths_from=[])
         endpoint_results = run_stages(endpoints_only, say)
-        check_collapse(study, endpoint_statuses(study, endpoint_results, declared_num_classes(study) or _datamodule(study).num_classes))
+        check_collapse(study, endpoint_statuses(study, endpoint_results, declared_num_classes(study) or study_datamodule(study).num_classes))
     results = run_stages(study, say)
     if rank_zero_only.rank != 0:  # under DDP every process runs the stages; one writes the analyses
         return None
     failures = Failures()
-    datamodule = failures.attempt("analysis data", lambda: _datamodule(study))
+    datamodule = failures.attempt("analysis data", lambda: study_datamodule(study))
     statuses = _statuses(study, results, failures, datamodule)
     analyses = run_analyses(study, results, say, statuses, failures, datamodule) if datamodule is not None else {}
     failures.attempt("TensorBoard scalars of the analyses", lambda: _log_analyses(study, analyses))
@@ -246,6 +227,7 @@ def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
     (with several seeds: each seed's in ``seeds/seed-<s>/``, and the one across seeds); return its path."""
     started = time.perf_counter()
     study = load_study(path)
+    study = apply_tuning(study, say)  # methods with tune: run with their calibrated settings (searched now, or reused)
     replicas = seed_replicas(study)
     for replica in replicas:
         check_stages(replica)  # refuse a changed stage before the folder is locked (and so created)

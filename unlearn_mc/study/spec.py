@@ -21,7 +21,7 @@ from unlearn_mc.errors import UnlearnMCError
 FIXED_ENDPOINTS = ("original", "retrain")
 FAMILIES = ("linear", "bezier", "polychain")
 STUDY_KEYS = {"extends", "output_dir", "seed", "seeds", "trainer", "net", "data", "base", "methods", "curves", "evaluation", "analyses"}
-METHOD_KEYS = {"method", "like", "args", "epochs", "optimizer", "lr_scheduler", "seed", "seeds", "curriculum", "trainer"}
+METHOD_KEYS = {"method", "like", "args", "epochs", "optimizer", "lr_scheduler", "seed", "seeds", "curriculum", "trainer", "tune"}
 FAMILY_KEYS = {"curve", "num_bends", "epochs", "objective", "objective_args", "optimizer", "init", "t_sampler", "l2"}
 
 
@@ -39,6 +39,8 @@ class MethodSpec:
     curriculum: dict[str, Any] | None
     trainer: dict[str, Any]
     seeds: list[int] = field(default_factory=list)  # one per study seed, in order; [seed] for a one-seed study
+    tune: dict[str, Any] | None = None  # the entry's own ``tune:`` settings (``unlearn_mc.study.tuning``), validated
+    tune_from: str | None = None  # the method whose calibrated setting this entry runs with: itself, or a tuned ``like`` source
 
 
 @dataclass
@@ -180,6 +182,10 @@ def _methods(raw: dict, study_seeds: list[int]) -> dict[str, MethodSpec]:
         resolved[name] = merged
         return merged
 
+    def tune_from(name: str) -> str | None:  # a variant (like) follows its source's calibration unless it says tune: itself
+        entry = raw[name]
+        return name if "tune" in entry else tune_from(entry["like"]) if "like" in entry else None
+
     methods = {}
     for name in raw:
         if name in FIXED_ENDPOINTS or "/" in name or "--" in name:
@@ -202,6 +208,15 @@ def _methods(raw: dict, study_seeds: list[int]) -> dict[str, MethodSpec]:
             curriculum=_class_spec(entry["curriculum"], f"methods.{name}.curriculum") if entry.get("curriculum") else None,
             trainer=dict(entry.get("trainer") or {}),
         )
+        if tune_from(name) == name:
+            from unlearn_mc.study.tuning.space import tune_settings
+
+            tune = raw[name]["tune"] if raw[name]["tune"] is not None else {}
+            if not isinstance(tune, dict):
+                _fail(f"methods.{name}.tune must be a mapping, e.g. {{trials: 20, lr_range: [0.0001, 0.1]}}.")
+            tune_settings(methods[name].class_path, methods[name].optimizer, tune, lambda key: f"methods.{name}.tune{'.' + key if key else ''}")
+            methods[name].tune = dict(tune)
+        methods[name].tune_from = tune_from(name)
     return methods
 
 

@@ -1,0 +1,33 @@
+"""The study's DataModule, built the way its stages build it."""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+from unlearn_mc.data import UnlearningDataModule
+from unlearn_mc.lightning_cli import UnlearnMCCLI
+from unlearn_mc.study.plan import plan_study
+from unlearn_mc.study.runner import quiet_lightning
+from unlearn_mc.study.spec import StudySpec
+
+
+def study_datamodule(study: StudySpec) -> UnlearningDataModule:
+    """The DataModule exactly as the stages build it: through the CLI, from the ``original`` stage's data config.
+
+    LightningCLI records the parsed data settings, defaults included, as the DataModule's hyper-parameters,
+    and those are what the persisted split is checked against; building the class directly would record other
+    values (e.g. ``forget_ratio=None`` instead of the default 0.1 under the class rule) and be refused by the split.
+    """
+
+    config = copy.deepcopy(next(stage for stage in plan_study(study) if stage.id == "original").config)
+    config["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+                         "enable_progress_bar": False, "enable_model_summary": False}  # the Trainer is not used
+    command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI would also parse our command line
+    try:
+        with quiet_lightning():
+            datamodule = UnlearnMCCLI(args=config, run=False).datamodule
+    finally:
+        sys.argv = command_line
+    datamodule.setup()
+    return datamodule
