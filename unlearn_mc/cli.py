@@ -1,4 +1,5 @@
-"""The ``unlearn-mc`` command: LightningCLI (``fit``, ``validate``, ``test``, ``predict``) over any module and DataModule.
+"""The ``unlearn-mc`` command: LightningCLI (``fit``, ``validate``, ``test``, ``predict``) over any module and DataModule,
+and the ``study`` and ``plane`` subcommands.
 
 Bad input raised as ``UnlearnMCError`` ends the run with one sentence on stderr and exit status 2.
 """
@@ -128,6 +129,13 @@ def _study(args: list[str]) -> None:
     run_study(parser.parse_args(args).config)
 
 
+def _plane(args: list[str]) -> None:
+    """``unlearn-mc plane --config … (--models A B C | --checkpoints a b c | --curve …)``."""
+    from unlearn_mc.plane_command import run_plane_command
+
+    run_plane_command(args)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
@@ -138,6 +146,8 @@ def main(args: list[str] | None = None) -> int:
     try:
         if arguments[:1] == ["study"]:
             _study(arguments[1:])
+        elif arguments[:1] == ["plane"]:
+            _plane(arguments[1:])
         else:
             UnlearnMCCLI(args=args, guard=guard)
     except argparse.ArgumentError as error:

@@ -119,3 +119,26 @@ def log_plane(result: PlaneResult, logdir: str | os.PathLike, tag: str) -> None:
 
     with SummaryWriter(str(logdir)) as writer:
         writer.add_figure(tag, plane_figure(result), global_step=0, close=True)
+
+
+def finish_plane(directory: str | os.PathLike, config: dict[str, Any], compute, logdir: str | os.PathLike | None = None,
+                 tag: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Reuse the finished plane in ``directory`` when it was made with ``config``; otherwise ``compute()`` the
+    ``PlaneResult``, write the folder and (with ``logdir``) its figure to TensorBoard as image ``tag``.
+    Returns the folder's ``plane.json`` record and whether it was reused; other settings are refused (``check_plane_folder``)."""
+    if check_plane_folder(directory, config):
+        return read_plane_record(directory), True
+    result = compute()
+    write_plane_files(result, directory, config)
+    if logdir is not None:
+        log_plane(result, logdir, tag or f"plane/{Path(directory).name}")
+    return read_plane_record(directory), False
+
+
+def plane_note(directory: str | os.PathLike, record: dict[str, Any], reused: bool = False) -> str:
+    """One line: where the figure is, G, the points, the wall time and the time per point against one evaluation pass."""
+    settings, timing = record["settings"], record["timing"]
+    batching = f"{settings['points_per_batch']} points per forward (vmap)" if settings["mode"] == "vmap" else "one point per forward"
+    return (f"plane: {Path(directory) / 'plane.png'} — {settings['grid']}×{settings['grid']} grid + 3 models = {timing['points']} points "
+            f"in {timing['wall_s']:.1f} s, {timing['per_point_s']:.3f} s per point = {timing['per_point_over_eval_pass']:.2f} × one "
+            f"evaluation pass ({timing['eval_pass_s']:.3f} s), {batching}" + ("; finished earlier, reused" if reused else ""))

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from unlearn_mc.study.plan import curve_stage_id, endpoint_stage_id  # noqa: E402
+from unlearn_mc.study.plane import plane_section  # noqa: E402
 from unlearn_mc.study.spec import StudySpec  # noqa: E402
 from unlearn_mc.study.tables import Failures, Row, markdown_table, write_csv  # noqa: E402
 from unlearn_mc.unlearning.base import GAP_METRICS, average_gap  # noqa: E402
@@ -301,8 +302,9 @@ def relearn_section(study: StudySpec, rows: list[Row]) -> str:
 
 def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str, list[Row]], wall_s: float,
                  statuses: dict[str, dict[str, Any]] | None = None, failures: Failures | None = None,
-                 num_classes: int | None = None) -> Path:
-    """Write every table as CSV, the figures as PNG and ``report.md`` embedding them; return the report's path.
+                 num_classes: int | None = None, plane: dict[str, Any] | None = None) -> Path:
+    """Write every table as CSV, the figures as PNG and ``report.md`` embedding them (and, with ``plane``, the
+    plane analysis of ``run_plane_analysis``); return the report's path.
 
     Each table, figure and section is built on its own: one that fails is left out and named, with its
     reason, in the section "Analyses that failed" (tracebacks in ``analysis_failures.log``); every other
@@ -391,9 +393,13 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
                 "(with the `reason`) where a member's outputs were not finite.\n\n" + markdown_table(analyses["ensemble"]))
     if analyses.get("relearn"):
         section("relearn", lambda: relearn_section(study, analyses["relearn"]))
+    if plane:
+        section("plane", lambda: plane_section(study, plane))
     files = [f"- `{name}.csv`" for name, rows in tables.items() if rows]
     if analyses.get("relearn"):
         files.append("- `relearn_split.json`: the D_f samples the relearning attack fine-tunes on and those it scores")
+    if plane:
+        files.append(f"- `{Path(plane['folder']).relative_to(root)}/`: the plane's `plane.csv`, `plane_models.csv`, `plane.npz`, `plane.json` and `plane.png`")
     sections.append("## Files\n" + "\n".join(files)
                     + "\n- `stages/<stage>/`: each stage's `config.yaml` (runnable with `unlearn-mc fit --config`), `model.ckpt`, `result.json`; "
                     "curves also `curve_eval.csv`, `curve_summary.json`, `curve_metrics.png` and `best_t.pt`.")

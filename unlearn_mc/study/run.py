@@ -21,11 +21,13 @@ from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.plan import endpoint_stage_id, plan_study
+from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.study.report import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status, write_report
 from unlearn_mc.run_guard import folder_lock
 from unlearn_mc.study.runner import check_stages, default_device, quiet_lightning, run_stages, write_json_atomically
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Failures, Row, write_csv
+from unlearn_mc.study.tensorboard import log_study_curves
 
 
 def _datamodule(study: StudySpec) -> UnlearningDataModule:
@@ -240,6 +242,13 @@ def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
         statuses = _statuses(study, results, failures, datamodule)
         analyses = run_analyses(study, results, say, statuses, failures, datamodule) if datamodule is not None else {}
         failures.attempt("TensorBoard scalars of the analyses", lambda: _log_analyses(study, analyses))
-        report = write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures)
+        failures.attempt("TensorBoard curves", lambda: log_study_curves(study.output_dir, results))
+        plane = None
+        if study.analyses.get("plane") is not None and datamodule is not None:
+            say("  analyses: plane")
+            plane = failures.attempt("plane", lambda: run_plane_analysis(study, datamodule, say))
+            if plane is None:
+                say(f"  analyses: plane failed: {failures.reasons['plane']}")
+        report = write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures, plane=plane)
     say(f"report: {report}")
     return report
