@@ -76,7 +76,8 @@ def _stage_config_data(path: Path, raw: dict[str, Any]) -> tuple[dict[str, Any],
     if not isinstance(net, dict) or "class_path" not in net or not isinstance(raw.get("data"), dict):
         raise UnlearnMCError(f"config {str(path)!r} names no network at model.init_args.net or no data; give a stage config of this "
                              "project (e.g. configs/digits/original.yaml) or a study file.")
-    config = {"model": {"class_path": "unlearn_mc.training.BaseTraining", "init_args": {"net": copy.deepcopy(net)}}, "data": raw["data"],
+    config = {"seed_everything": raw.get("seed_everything", 0),
+              "model": {"class_path": "unlearn_mc.training.BaseTraining", "init_args": {"net": copy.deepcopy(net)}}, "data": raw["data"],
               "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False}}
     command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI would also parse our command line
     try:
