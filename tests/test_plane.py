@@ -79,7 +79,8 @@ def test_gram_schmidt_basis_is_orthonormal_and_the_models_project_to_their_coord
 
 def test_grid_spans_the_models_with_margins_and_degenerate_planes_are_refused():
     xs, ys = grid_axes([(0.0, 0.0), (4.0, 0.0), (1.0, 2.0)], grid=5, margin=0.25)
-    assert xs.tolist() == pytest.approx([-1.0, 0.5, 2.0, 3.5, 5.0]) and ys.tolist() == pytest.approx([-0.5, 0.25, 1.0, 1.75, 2.5])
+    # spreads 4 (x) and 2 (y): one margin of 0.25 · 4 = 1 on both axes
+    assert xs.tolist() == pytest.approx([-1.0, 0.5, 2.0, 3.5, 5.0]) and ys.tolist() == pytest.approx([-1.0, 0.0, 1.0, 2.0, 3.0])
     a, b = torch.zeros(10), torch.ones(10)
     with pytest.raises(UnlearnMCError, match="'A' and 'B' have the same weights"):
         PlaneBasis.through(a, a, b)

@@ -94,14 +94,12 @@ class PlaneBasis:
 
 
 def grid_axes(points: Sequence[tuple[float, float]], grid: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """G evenly spaced x and y values spanning [min − m·Δ, max + m·Δ] of the given points' coordinates
-    (Δ = max − min on that axis, m = ``margin``), as Garipov et al.'s plane grid."""
+    """G evenly spaced x and y values spanning [min − m·Δ, max + m·Δ] of the given points' coordinates on each axis,
+    Δ = the larger of the two axes' spreads (max − min) and m = ``margin``: Garipov et al.'s grid, with one margin for
+    both axes, so that a thin plane (a curve whose bend lies near its chord) is still drawn with room around it."""
     check_grid(grid)
     margin = check_margin(margin)
     coordinates = np.asarray(points, dtype=np.float64)
-    axes = []
-    for values in coordinates.T:
-        low, high = float(values.min()), float(values.max())
-        spread = high - low
-        axes.append(np.linspace(low - margin * spread, high + margin * spread, grid))
-    return axes[0], axes[1]
+    low, high = coordinates.min(axis=0), coordinates.max(axis=0)
+    pad = margin * float((high - low).max())
+    return tuple(np.linspace(low[axis] - pad, high[axis] + pad, grid) for axis in range(2))
