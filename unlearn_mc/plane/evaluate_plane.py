@@ -73,8 +73,8 @@ def _evaluate(net: nn.Module, states: list[dict[str, Tensor]], names: list[str],
     projected = None
     if path is not None:
         ts = np.linspace(0.0, 1.0, PATH_POINTS)
-        projected = dict(zip(("x", "y", "off_plane"), map(list, zip(*(basis.project(plane.layout.flatten(path(float(t)))) for t in ts)))))
-        projected = {"t": ts.tolist(), **projected}
+        x, y, off = zip(*(basis.project(plane.layout.flatten(path(float(t)))) for t in ts))
+        projected = {"t": ts.tolist(), "x": list(x), "y": list(y), "off_plane": list(off)}
     xs, ys = grid_axes(marks + (list(zip(projected["x"], projected["y"])) if projected else []), grid, margin)
     mesh_x, mesh_y = np.meshgrid(xs, ys)  # [j, i] = (xs[i], ys[j])
     coefficients = np.concatenate([basis.coefficients(mesh_x.ravel(), mesh_y.ravel()), np.eye(3)])
@@ -103,8 +103,8 @@ def evaluate_plane(net: nn.Module, models: Sequence[WeightSource], loaders: Mapp
                    label_key: str | int | None = None, progress: bool = False) -> PlaneResult:
     """Evaluate the plane θ(x, y) = θ_A + x·û + y·v̂ through three models of ``net`` (see ``PlaneBasis``).
 
-    The grid has G = ``grid`` values per axis spanning the models' coordinates plus ``margin`` times their spread on
-    each side; at each of the G×G points and at the three models, BatchNorm is recalibrated over ``bn_loader``
+    The grid has G = ``grid`` values per axis spanning the models' coordinates plus ``margin`` times the larger of the
+    two axes' spreads on each side (``grid_axes``); at each of the G×G points and at the three models, BatchNorm is recalibrated over ``bn_loader``
     (at most ``bn_batches`` batches; required when ``net`` has BatchNorm), then ``UnlearningMetrics`` gives every
     split's loss and accuracy, ``mia_efficacy`` and ``mia_loss_acc``. ``points_per_batch`` points share one forward
     through ``torch.func.vmap`` (default ``default_points_per_batch``; 1: no vmap).
