@@ -3,7 +3,8 @@
 For the digits SmallCNN (width 16, class-3 forgetting, BatchNorm recalibrated on 4 retain batches at every point, as in
 the demo), this prints the seconds of one plain ``evaluate_model`` pass, of one point evaluated the way a curve
 evaluates its t (recalibration + evaluation, ``recalibrate_batchnorm`` + ``evaluate_model``), and of one point of
-``evaluate_plane`` with 16 points per forward (vmap) and with one point per forward, each divided by the plain pass.
+``evaluate_plane`` with 16 points per forward (vmap) and with one point per forward, each divided by the plain pass;
+first without the loss attack ``mia_loss_acc`` (the plane's default), then with it.
 
     .venv/bin/python benchmarks/plane_cost.py                       # three random-init models
     .venv/bin/python benchmarks/plane_cost.py --study configs/digits/study.yaml   # the finished demo's original, retrain, salun
@@ -63,23 +64,26 @@ def main() -> None:
         loaders = datamodule.eval_dataloaders()
         plain = copy.deepcopy(nets[0]).eval()
 
-        def curve_point() -> None:
+        def curve_point(loss_attack: bool) -> None:
             net = copy.deepcopy(nets[0]).eval()
             recalibrate_batchnorm(net, loaders["retain"], num_batches=BN_BATCHES)
-            evaluate_model(net, loaders)
+            evaluate_model(net, loaders, loss_attack=loss_attack)
 
         evaluate_model(plain, loaders)  # imports and first-call costs, paid by neither side
-        one_pass = _best(lambda: evaluate_model(plain, loaders), 5)
-        one_point = _best(curve_point, 5)
         print(f"threads {torch.get_num_threads()}; {sum(len(loader.dataset) for loader in loaders.values())} samples over {len(loaders)} splits")
-        print(f"one evaluation pass: {one_pass:.3f} s; one point as a curve evaluates it (recalibration + pass): {one_point:.3f} s = {one_point / one_pass:.2f} × one pass")
-        for batch in (16, 1):
-            result = evaluate_plane(copy.deepcopy(nets[0]), nets, loaders, grid=args.grid, bn_loader=loaders["retain"], bn_batches=BN_BATCHES,
-                                    points_per_batch=batch)
-            timing = result.timing
-            print(f"plane {args.grid}×{args.grid} + 3 models, {batch:>2} point(s) per forward: {timing['wall_s']:.1f} s, "
-                  f"{timing['per_point_s']:.3f} s per point = {timing['per_point_s'] / one_pass:.2f} × one pass "
-                  f"({timing['per_point_s'] / one_point:.2f} × a curve's point)")
+        for loss_attack, batches in ((False, (16, 1)), (True, (16,))):
+            one_pass = _best(lambda: evaluate_model(plain, loaders, loss_attack=loss_attack), 5)
+            one_point = _best(lambda: curve_point(loss_attack), 5)
+            what = "with" if loss_attack else "without"
+            print(f"{what} mia_loss_acc: one evaluation pass {one_pass:.3f} s; one point as a curve evaluates it "
+                  f"(recalibration + pass) {one_point:.3f} s = {one_point / one_pass:.2f} × one pass")
+            for batch in batches:
+                result = evaluate_plane(copy.deepcopy(nets[0]), nets, loaders, grid=args.grid, bn_loader=loaders["retain"],
+                                        bn_batches=BN_BATCHES, points_per_batch=batch, mia_loss_acc=loss_attack)
+                timing = result.timing
+                print(f"  plane {args.grid}×{args.grid} + 3 models, {batch:>2} point(s) per forward: {timing['wall_s']:.1f} s, "
+                      f"{timing['per_point_s']:.3f} s per point = {timing['per_point_s'] / one_pass:.2f} × one pass "
+                      f"({timing['per_point_s'] / one_point:.2f} × a curve's point)")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def _parser() -> _Parser:
     parser.add_argument("--grid", type=int, default=DEFAULT_GRID, help="points per axis, G ≥ 2 (G×G points; default 11)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="fraction of the models' spread added on each side")
     parser.add_argument("--bn_batches", type=int, default=None, help="retain batches per BatchNorm recalibration (default: the study's, else all)")
+    parser.add_argument("--mia_loss_acc", action="store_true", help="also the loss attack (mia_loss_acc) at every point (slower)")
     parser.add_argument("--output", help="the plane's folder for --checkpoints or a curve file (default plane/<A>--<B>--<C>)")
     return parser
 
@@ -118,7 +119,7 @@ def _files_plane(args, path: Path, raw: dict[str, Any], study: StudySpec | None)
     device = default_device(study) if study is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = instantiate(net_spec)
     common = {"grid": check_grid(args.grid, "--grid"), "margin": check_margin(args.margin, "--margin"), "bn_split": "retain",
-              "bn_batches": bn_batches, "net": net_spec, "data": study.data if study else raw["data"]}
+              "bn_batches": bn_batches, "mia_loss_acc": args.mia_loss_acc, "net": net_spec, "data": study.data if study else raw["data"]}
     if args.checkpoints is not None:
         if len(args.checkpoints) != 3:
             raise UnlearnMCError(f"--checkpoints takes exactly three files, got {len(args.checkpoints)} ({' '.join(args.checkpoints)}).")
@@ -130,7 +131,7 @@ def _files_plane(args, path: Path, raw: dict[str, Any], study: StudySpec | None)
         def compute():
             loaders = build().eval_dataloaders()
             return evaluate_plane(net, states, loaders, common["grid"], common["margin"], bn_loader=loaders["retain"],
-                                  bn_batches=bn_batches, names=names, device=device, progress=True)
+                                  bn_batches=bn_batches, names=names, device=device, progress=True, mia_loss_acc=args.mia_loss_acc)
     else:
         from unlearn_mc.curves import CurveModule
 
@@ -142,7 +143,7 @@ def _files_plane(args, path: Path, raw: dict[str, Any], study: StudySpec | None)
         def compute():
             loaders = build().eval_dataloaders()
             return curve_plane(curve.to(device), loaders, common["grid"], common["margin"], bn_loader=loaders["retain"],
-                               bn_batches=bn_batches, names=names, device=device, progress=True)
+                               bn_batches=bn_batches, names=names, device=device, progress=True, mia_loss_acc=args.mia_loss_acc)
     folder = Path(args.output) if args.output else Path("plane") / ("--".join(names) if args.checkpoints else file.stem)
     ensure_writable_dir(folder, "plane output")
     check_plane_folder(folder, config)
@@ -165,7 +166,7 @@ def _study_curve_plane(args, study: StudySpec) -> tuple[Path, dict, bool]:
     bn_batches = args.bn_batches if args.bn_batches is not None else study.evaluation.get("bn_batches")
     folder = study.output_dir / "plane" / stage.id
     config = {"curve": stage.id, "checkpoint_sha256": file_sha256(checkpoint), "grid": grid, "margin": margin, "bn_split": "retain",
-              "bn_batches": bn_batches, "net": study.net, "data": study.data}
+              "bn_batches": bn_batches, "mia_loss_acc": args.mia_loss_acc, "net": study.net, "data": study.data}
     check_plane_folder(folder, config)
     curve = CurveModule.load_curve(checkpoint, instantiate(study.net))
     names = [stage.info["start"], "bend", stage.info["end"]]
@@ -174,7 +175,7 @@ def _study_curve_plane(args, study: StudySpec) -> tuple[Path, dict, bool]:
         loaders = _datamodule(study).eval_dataloaders()
         device = default_device(study)
         return curve_plane(curve.to(device), loaders, grid, margin, bn_loader=loaders["retain"], bn_batches=bn_batches, names=names,
-                           device=device, progress=True)
+                           device=device, progress=True, mia_loss_acc=args.mia_loss_acc)
 
     with folder_lock(study.output_dir, "study folder"):
         record, reused = finish_plane(folder, config, compute, study.output_dir / "tensorboard" / "plane", f"plane/{folder.name}")
@@ -200,7 +201,7 @@ def run_plane_command(argv: list[str], say: Callable[[str], None] = print) -> Pa
         bn_batches = args.bn_batches if args.bn_batches is not None else study.evaluation.get("bn_batches")
         grid, margin = check_grid(args.grid, "--grid"), check_margin(args.margin, "--margin")
         with folder_lock(study.output_dir, "study folder"):
-            folder, record, reused = study_plane(study, models, grid, margin, bn_batches, lambda: _datamodule(study))
+            folder, record, reused = study_plane(study, models, grid, margin, bn_batches, lambda: _datamodule(study), args.mia_loss_acc)
     elif args.curve is not None and study is not None and not Path(args.curve).is_file():
         folder, record, reused = _study_curve_plane(args, study)
     else:

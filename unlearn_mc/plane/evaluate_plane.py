@@ -50,17 +50,18 @@ class PlaneResult:
         return list(self.grid)
 
 
-def _timed_pass(net: nn.Module, state: Mapping[str, Tensor], loaders: Mapping, device: torch.device, label_key) -> float:
-    """Seconds of one plain evaluation pass (``evaluate_model`` of the first model with its own statistics): the unit of cost."""
+def _timed_pass(net: nn.Module, state: Mapping[str, Tensor], loaders: Mapping, device: torch.device, label_key, loss_attack: bool) -> float:
+    """Seconds of one plain evaluation pass (``evaluate_model`` of the first model with its own statistics, the same
+    metrics as the plane's): the unit of cost."""
     plain = copy.deepcopy(net)
     plain.load_state_dict(state)
     started = time.perf_counter()
-    evaluate_model(plain.to(device).eval(), labelled(loaders, label_key), device)
+    evaluate_model(plain.to(device).eval(), labelled(loaders, label_key), device, loss_attack=loss_attack)
     return time.perf_counter() - started
 
 
 def _evaluate(net: nn.Module, states: list[dict[str, Tensor]], names: list[str], loaders: Mapping, grid: int, margin: float,
-              bn_loader, bn_batches: int | None, points_per_batch: int | None, device, label_key, progress: bool,
+              bn_loader, bn_batches: int | None, points_per_batch: int | None, device, label_key, progress: bool, mia_loss_acc: bool,
               path: Callable[[float], Mapping[str, Tensor]] | None) -> PlaneResult:
     grid, margin = check_grid(grid), check_margin(margin)
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -83,13 +84,13 @@ def _evaluate(net: nn.Module, states: list[dict[str, Tensor]], names: list[str],
         raise UnlearnMCError(f"points_per_batch={batch!r} must be at least 1.")
     started = time.perf_counter()
     with tqdm(total=len(coefficients), desc="plane", unit="point", disable=not progress) as bar:
-        rows = plane.evaluate(coefficients, loaders, bn_loader, bn_batches, batch, label_key, progress=bar.update)
+        rows = plane.evaluate(coefficients, loaders, bn_loader, bn_batches, batch, label_key, mia_loss_acc, progress=bar.update)
     wall = time.perf_counter() - started
-    unit = _timed_pass(net, states[0], loaders, device, label_key)  # after the grid, so that neither pays the first call's imports
+    unit = _timed_pass(net, states[0], loaders, device, label_key, mia_loss_acc)  # after the grid, so that neither pays the first call's imports
     metrics = list(rows[0])
     values = {name: np.array([row[name] for row in rows[:grid * grid]], dtype=np.float64).reshape(grid, grid) for name in metrics}
     models = [{"name": name, "x": x, "y": y, **rows[grid * grid + j]} for j, (name, (x, y)) in enumerate(zip(names, marks))]
-    settings = {"grid": grid, "margin": margin, "bn_batches": bn_batches, "points_per_batch": batch if plane.vmap_error is None else 1,
+    settings = {"grid": grid, "margin": margin, "bn_batches": bn_batches, "mia_loss_acc": mia_loss_acc, "points_per_batch": batch if plane.vmap_error is None else 1,
                 "mode": "vmap" if batch > 1 and plane.vmap_error is None else "one point per forward", "vmap_error": plane.vmap_error,
                 "parameters": plane.layout.size, "distances": {"u_norm": basis.u_norm, "v_along_u": basis.v_along_u, "v_perp_norm": basis.v_perp_norm}}
     timing = {"points": len(coefficients), "wall_s": wall, "per_point_s": wall / len(coefficients), "eval_pass_s": unit,
@@ -100,13 +101,14 @@ def _evaluate(net: nn.Module, states: list[dict[str, Tensor]], names: list[str],
 def evaluate_plane(net: nn.Module, models: Sequence[WeightSource], loaders: Mapping, grid: int = 11, margin: float = 0.2,
                    bn_loader=None, bn_batches: int | None = None, names: Sequence[str] | None = None,
                    points_per_batch: int | None = None, device: torch.device | str | None = None,
-                   label_key: str | int | None = None, progress: bool = False) -> PlaneResult:
+                   label_key: str | int | None = None, progress: bool = False, mia_loss_acc: bool = False) -> PlaneResult:
     """Evaluate the plane θ(x, y) = θ_A + x·û + y·v̂ through three models of ``net`` (see ``PlaneBasis``).
 
     The grid has G = ``grid`` values per axis spanning the models' coordinates plus ``margin`` times the larger of the
     two axes' spreads on each side (``grid_axes``); at each of the G×G points and at the three models, BatchNorm is recalibrated over ``bn_loader``
     (at most ``bn_batches`` batches; required when ``net`` has BatchNorm), then ``UnlearningMetrics`` gives every
-    split's loss and accuracy, ``mia_efficacy`` and ``mia_loss_acc``. ``points_per_batch`` points share one forward
+    split's loss and accuracy and ``mia_efficacy`` (with ``mia_loss_acc=True`` also the loss attack's ``mia_loss_acc``,
+    whose cross-validated fits would cost more than the rest of a point). ``points_per_batch`` points share one forward
     through ``torch.func.vmap`` (default ``default_points_per_batch``; 1: no vmap).
 
     Args:
@@ -119,12 +121,13 @@ def evaluate_plane(net: nn.Module, models: Sequence[WeightSource], loaders: Mapp
         raise UnlearnMCError(f"a plane passes through exactly three models, got {len(models)}; give three checkpoints.")
     names = list(names) if names is not None else ["A", "B", "C"]
     states = [network_state_from_source(net, model, f"model {name!r}") for model, name in zip(models, names)]
-    return _evaluate(net, states, names, loaders, grid, margin, bn_loader, bn_batches, points_per_batch, device, label_key, progress, None)
+    return _evaluate(net, states, names, loaders, grid, margin, bn_loader, bn_batches, points_per_batch, device, label_key, progress,
+                     mia_loss_acc, None)
 
 
 def curve_plane(curve, loaders: Mapping, grid: int = 11, margin: float = 0.2, bn_loader=None, bn_batches: int | None = None,
                 names: Sequence[str] | None = None, points_per_batch: int | None = None, device: torch.device | str | None = None,
-                progress: bool = False) -> PlaneResult:
+                progress: bool = False, mia_loss_acc: bool = False) -> PlaneResult:
     """A trained ``CurveModule`` on the plane of its control points θ_0, θ_m, θ_{n−1} (m = ⌊(n−1)/2⌋, the bend of a
     3-point curve), with φ(t) projected for 61 values of t (``path``; its distance to the plane is 0 for a 3-point curve).
 
@@ -152,4 +155,4 @@ def curve_plane(curve, loaders: Mapping, grid: int = 11, margin: float = 0.2, bn
         return {key: value.cpu() for key, value in curve.layout.unflatten(curve.flat_at(t)).items()}
 
     return _evaluate(net, states, names, loaders, grid, margin, bn_loader, bn_batches, points_per_batch, device,
-                     getattr(curve, "label_key", None), progress, path)
+                     getattr(curve, "label_key", None), progress, mia_loss_acc, path)

@@ -99,14 +99,14 @@ class PlaneNetwork:
 
     @torch.no_grad()
     def evaluate_chunk(self, coefficients: np.ndarray, loaders: Mapping, bn_loader, bn_batches: int | None,
-                       vmapped: bool, label_key=None, mia_seed: int = 0) -> list[dict[str, float]]:
+                       vmapped: bool, label_key=None, loss_attack: bool = True, mia_seed: int = 0) -> list[dict[str, float]]:
         """``UnlearningMetrics`` of each of K points, after recalibrating each point's BatchNorm statistics over
         ``bn_loader`` (at most ``bn_batches`` batches), the cumulative average μ = (1/B)·Σ_b μ_b, σ² = (1/B)·Σ_b σ²_b."""
         device = self.matrix.device
         forward = self.function(self.tensors(coefficients), vmapped)
         if bn_loader is not None and self.has_batchnorm:
             recalibrate_batchnorm(self.net, bn_loader, forward=forward, num_batches=bn_batches, device=device, label_key=label_key)
-        metrics = [UnlearningMetrics(mia_seed, sync=False) for _ in range(len(coefficients))]
+        metrics = [UnlearningMetrics(mia_seed, sync=False, loss_attack=loss_attack) for _ in range(len(coefficients))]
         for split, loader in labelled(loaders, label_key).items():
             for inputs, targets in loader:
                 logits, targets = call_with(forward, inputs.to(device)), targets.to(device)
@@ -115,7 +115,7 @@ class PlaneNetwork:
         return [metric.compute() for metric in metrics]
 
     def evaluate(self, coefficients: np.ndarray, loaders: Mapping, bn_loader, bn_batches: int | None, points_per_batch: int,
-                 label_key=None, progress: Callable[[int], None] = lambda count: None) -> list[dict[str, float]]:
+                 label_key=None, loss_attack: bool = True, progress: Callable[[int], None] = lambda count: None) -> list[dict[str, float]]:
         """The metrics at every point (rows of ``coefficients``), ``points_per_batch`` per forward through vmap; when the
         first vmapped forward fails, every point is evaluated on its own (``vmap_error`` says why)."""
         rows: list[dict[str, float]] = []
@@ -123,7 +123,7 @@ class PlaneNetwork:
         while len(rows) < len(coefficients):
             chunk = coefficients[len(rows):len(rows) + (points_per_batch if vmapped else 1)]
             try:
-                rows += self.evaluate_chunk(chunk, loaders, bn_loader, bn_batches, vmapped, label_key)
+                rows += self.evaluate_chunk(chunk, loaders, bn_loader, bn_batches, vmapped, label_key, loss_attack)
             except Exception as error:  # noqa: BLE001 - vmap's limits are many; the plain loop then raises any real error again
                 if not vmapped or rows or isinstance(error, UnlearnMCError):
                     raise

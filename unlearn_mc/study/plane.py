@@ -1,4 +1,4 @@
-"""The plane analysis of a study: ``analyses: {plane: {models: [original, retrain, <method>], grid: G, margin: m}}``.
+"""The plane analysis of a study: ``analyses: {plane: {models: [original, retrain, <method>], grid: G, margin: m, mia_loss_acc: false}}``.
 
 The plane through three finished endpoints (``unlearn_mc.plane``) is written to ``<output_dir>/plane/<A>--<B>--<C>/``,
 its figure to TensorBoard (run ``tensorboard/plane``, image ``plane/<A>--<B>--<C>``) and it becomes a section of the
@@ -23,7 +23,7 @@ from unlearn_mc.study.runner import default_device
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import markdown_table
 
-PLANE_KEYS = {"models", "grid", "margin"}
+PLANE_KEYS = {"models", "grid", "margin", "mia_loss_acc"}
 DEFAULT_GRID, DEFAULT_MARGIN = 11, 0.2
 
 
@@ -50,6 +50,8 @@ def check_plane_spec(spec: Any, endpoints: Sequence[str]) -> None:
     check_models(spec.get("models"), endpoints, "analyses.plane.models")
     check_grid(spec.get("grid", DEFAULT_GRID), "analyses.plane.grid")
     check_margin(spec.get("margin", DEFAULT_MARGIN), "analyses.plane.margin")
+    if not isinstance(spec.get("mia_loss_acc", False), bool):
+        raise UnlearnMCError(f"analyses.plane.mia_loss_acc={spec['mia_loss_acc']!r} must be true (also the loss attack at every point) or false.")
 
 
 def finished_checkpoint(study: StudySpec, name: str) -> Path:
@@ -70,27 +72,27 @@ def file_sha256(path: Path) -> str:
 
 
 def plane_config(study: StudySpec, models: list[str], checkpoints: list[Path], grid: int, margin: float,
-                 bn_batches: int | None) -> dict[str, Any]:
+                 bn_batches: int | None, mia_loss_acc: bool) -> dict[str, Any]:
     """What a plane folder of the study is made from; a finished folder with another config is refused, not redone."""
     return {"models": models, "checkpoints_sha256": [file_sha256(path) for path in checkpoints], "grid": grid, "margin": margin,
-            "bn_split": "retain", "bn_batches": bn_batches, "net": study.net, "data": study.data}
+            "bn_split": "retain", "bn_batches": bn_batches, "mia_loss_acc": mia_loss_acc, "net": study.net, "data": study.data}
 
 
 def study_plane(study: StudySpec, models: list[str], grid: int, margin: float, bn_batches: int | None, datamodule: Callable[[], Any],
-                progress: bool = True) -> tuple[Path, dict[str, Any], bool]:
+                mia_loss_acc: bool = False, progress: bool = True) -> tuple[Path, dict[str, Any], bool]:
     """Reuse or draw ``<output_dir>/plane/<A>--<B>--<C>/``; return the folder, its ``plane.json`` record and whether
     it was reused. ``datamodule`` builds the study's DataModule (called only when the plane is drawn)."""
     models = check_models(models, study.endpoints, "--models")
     grid, margin = check_grid(grid, "--grid"), check_margin(margin, "--margin")
     checkpoints = [finished_checkpoint(study, name) for name in models]
     folder = study.output_dir / "plane" / "--".join(models)
-    config = plane_config(study, models, checkpoints, grid, margin, bn_batches)
+    config = plane_config(study, models, checkpoints, grid, margin, bn_batches, mia_loss_acc)
     check_plane_folder(folder, config)  # refuse other settings before building anything
 
     def compute():
         loaders = datamodule().eval_dataloaders()
         return evaluate_plane(instantiate(study.net), checkpoints, loaders, grid, margin, bn_loader=loaders["retain"],
-                              bn_batches=bn_batches, names=models, device=default_device(study), progress=progress)
+                              bn_batches=bn_batches, names=models, device=default_device(study), progress=progress, mia_loss_acc=mia_loss_acc)
 
     record, reused = finish_plane(folder, config, compute, study.output_dir / "tensorboard" / "plane", f"plane/{folder.name}")
     return folder, record, reused
@@ -100,7 +102,7 @@ def run_plane_analysis(study: StudySpec, datamodule, say: Callable[[str], None])
     """The study file's ``analyses.plane``: ``{"folder", "record", "reused"}`` for the report."""
     spec = study.analyses["plane"]
     folder, record, reused = study_plane(study, spec["models"], spec.get("grid", DEFAULT_GRID), spec.get("margin", DEFAULT_MARGIN),
-                                         study.evaluation.get("bn_batches"), lambda: datamodule)
+                                         study.evaluation.get("bn_batches"), lambda: datamodule, spec.get("mia_loss_acc", False))
     say(f"  analyses: {plane_note(folder, record, reused)}")
     return {"folder": folder, "record": record, "reused": reused}
 
