@@ -218,6 +218,7 @@ def _refused(capsys, root, args: list[str]) -> str:
     (["--checkpoints", "out/stages/original/model.ckpt", "out/stages/retrain/model.ckpt"], "exactly three files, got 2"),
     (["--checkpoints", "out/stages/original/model.ckpt", "out/stages/retrain/model.ckpt", "wide.pt"], "features.0.0.weight"),
     (["--grid", "3"], "exactly one of --models"),
+    (["--models", "original", "retrain", "ft", "--bn_batches", "0"], "--bn_batches=0 must be at least 1"),
 ])
 def test_bad_input_is_one_sentence_and_nothing_is_written(fake_study, capsys, args, fragment):
     torch.save(SmallCNN(1, 10, 8).state_dict(), fake_study.parent / "wide.pt")

@@ -189,12 +189,17 @@ def run_plane_command(argv: list[str], say: Callable[[str], None] = print) -> Pa
     if len(chosen) != 1:
         raise UnlearnMCError(f"give exactly one of --models (three stages of a study), --checkpoints (three files) or --curve "
                              f"(a trained curve), got {' and '.join(chosen) or 'none'}.")
+    if args.bn_batches is not None and args.bn_batches < 1:
+        raise UnlearnMCError(f"--bn_batches={args.bn_batches} must be at least 1 (or left out for the study's setting, else all batches).")
     path = Path(args.config)
     raw = _read_config(path)
     study = load_study(path) if "model" not in raw else None
     if args.models is not None:
         if study is None:
             raise UnlearnMCError(f"--models names stages of a study, but {str(path)!r} is a stage config; give a study file, or --checkpoints with three files.")
+        if args.output is not None:
+            raise UnlearnMCError(f"--output={args.output!r} is for --checkpoints and curve files; a study's plane goes to "
+                                 f"{str(study.output_dir / 'plane')!r}/<A>--<B>--<C>.")
         models = check_models(args.models, study.endpoints, "--models")
         for name in models:
             finished_checkpoint(study, name)  # before the lock (which would create a missing folder)

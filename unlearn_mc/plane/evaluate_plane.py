@@ -64,6 +64,8 @@ def _evaluate(net: nn.Module, states: list[dict[str, Tensor]], names: list[str],
               bn_loader, bn_batches: int | None, points_per_batch: int | None, device, label_key, progress: bool, mia_loss_acc: bool,
               path: Callable[[float], Mapping[str, Tensor]] | None) -> PlaneResult:
     grid, margin = check_grid(grid), check_margin(margin)
+    if bn_batches is not None and (isinstance(bn_batches, bool) or not isinstance(bn_batches, int) or bn_batches < 1):
+        raise UnlearnMCError(f"bn_batches={bn_batches!r} must be at least 1 (or None for the whole loader).")
     device = torch.device(device) if device is not None else torch.device("cpu")
     plane = PlaneNetwork(net, states, names).to(device)
     if plane.has_batchnorm and bn_loader is None:
