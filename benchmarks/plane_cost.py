@@ -1,10 +1,10 @@
 """Cost of a plane's grid point against one evaluation pass, measured side by side in one process.
 
 For the digits SmallCNN (width 16, class-3 forgetting, BatchNorm recalibrated on 4 retain batches at every point, as in
-the demo), this prints the seconds of one plain ``evaluate_model`` pass, of one point evaluated the way a curve
-evaluates its t (recalibration + evaluation, ``recalibrate_batchnorm`` + ``evaluate_model``), and of one point of
-``evaluate_plane`` with 16 points per forward (vmap) and with one point per forward, each divided by the plain pass;
-first without the loss attack ``mia_loss_acc`` (the plane's default), then with it.
+the demo), each round times one plain ``evaluate_model`` pass, one point evaluated the way a curve evaluates its t
+(``recalibrate_batchnorm`` + ``evaluate_model``) and the points of a small ``evaluate_plane`` with 16 points per
+forward (vmap) and with one point per forward; it prints each per-point time divided by that round's pass, and the
+medians over the rounds (interleaved, so that the load of shared cores weighs on every variant alike).
 
     .venv/bin/python benchmarks/plane_cost.py                       # three random-init models
     .venv/bin/python benchmarks/plane_cost.py --study configs/digits/study.yaml   # the finished demo's original, retrain, salun
@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from unlearn_mc.checkpoints import load_network_weights
@@ -45,7 +46,9 @@ def _best(function, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", help="a finished study YAML (the demo's): use its original, retrain and salun models and its data")
-    parser.add_argument("--grid", type=int, default=9)
+    parser.add_argument("--grid", type=int, default=3, help="grid of each round's planes (G×G + 3 points)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--mia_loss_acc", action="store_true", help="also the loss attack, in the pass and at every point")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -64,26 +67,31 @@ def main() -> None:
         loaders = datamodule.eval_dataloaders()
         plain = copy.deepcopy(nets[0]).eval()
 
-        def curve_point(loss_attack: bool) -> None:
+        def curve_point() -> None:
             net = copy.deepcopy(nets[0]).eval()
             recalibrate_batchnorm(net, loaders["retain"], num_batches=BN_BATCHES)
-            evaluate_model(net, loaders, loss_attack=loss_attack)
+            evaluate_model(net, loaders, loss_attack=args.mia_loss_acc)
+
+        def plane_point(batch: int) -> float:
+            result = evaluate_plane(copy.deepcopy(nets[0]), nets, loaders, grid=args.grid, bn_loader=loaders["retain"],
+                                    bn_batches=BN_BATCHES, points_per_batch=batch, mia_loss_acc=args.mia_loss_acc)
+            return result.timing["per_point_s"]
 
         evaluate_model(plain, loaders)  # imports and first-call costs, paid by neither side
-        print(f"threads {torch.get_num_threads()}; {sum(len(loader.dataset) for loader in loaders.values())} samples over {len(loaders)} splits")
-        for loss_attack, batches in ((False, (16, 1)), (True, (16,))):
-            one_pass = _best(lambda: evaluate_model(plain, loaders, loss_attack=loss_attack), 5)
-            one_point = _best(lambda: curve_point(loss_attack), 5)
-            what = "with" if loss_attack else "without"
-            print(f"{what} mia_loss_acc: one evaluation pass {one_pass:.3f} s; one point as a curve evaluates it "
-                  f"(recalibration + pass) {one_point:.3f} s = {one_point / one_pass:.2f} × one pass")
-            for batch in batches:
-                result = evaluate_plane(copy.deepcopy(nets[0]), nets, loaders, grid=args.grid, bn_loader=loaders["retain"],
-                                        bn_batches=BN_BATCHES, points_per_batch=batch, mia_loss_acc=loss_attack)
-                timing = result.timing
-                print(f"  plane {args.grid}×{args.grid} + 3 models, {batch:>2} point(s) per forward: {timing['wall_s']:.1f} s, "
-                      f"{timing['per_point_s']:.3f} s per point = {timing['per_point_s'] / one_pass:.2f} × one pass "
-                      f"({timing['per_point_s'] / one_point:.2f} × a curve's point)")
+        print(f"threads {torch.get_num_threads()}; {sum(len(loader.dataset) for loader in loaders.values())} samples over "
+              f"{len(loaders)} splits; {'with' if args.mia_loss_acc else 'without'} mia_loss_acc; grid {args.grid}×{args.grid} + 3 models per round")
+        rounds = []
+        for number in range(args.rounds):  # interleaved, so that the load of shared cores weighs on every variant alike
+            one_pass = _best(lambda: evaluate_model(plain, loaders, loss_attack=args.mia_loss_acc), 1)
+            row = {"pass_s": one_pass, "curve_point": _best(curve_point, 1) / one_pass,
+                   "plane_vmap16": plane_point(16) / one_pass, "plane_one": plane_point(1) / one_pass}
+            rounds.append(row)
+            print(f"round {number}: one pass {one_pass:.3f} s; per point / one pass: curve-style {row['curve_point']:.2f}, "
+                  f"plane 16 per forward {row['plane_vmap16']:.2f}, plane 1 per forward {row['plane_one']:.2f}", flush=True)
+        median = {key: float(np.median([row[key] for row in rounds])) for key in rounds[0]}
+        print(f"median over {args.rounds} rounds: one pass {median['pass_s']:.3f} s; per point / one pass: a curve's point "
+              f"{median['curve_point']:.2f}, plane with 16 points per forward (vmap) {median['plane_vmap16']:.2f}, "
+              f"plane one point per forward {median['plane_one']:.2f}")
 
 
 if __name__ == "__main__":
