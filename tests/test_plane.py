@@ -1,6 +1,6 @@
 """The plane through three models: its Gram–Schmidt geometry (float64), the values at the three models against their
-own evaluations, the output folder, ``unlearn-mc plane`` (bad input refused before anything is written, reuse, refusal
-of other settings), and TensorBoard: curve scalars at step round(1000·t) and one custom-scalars section per curve."""
+own evaluations, the output folder, and ``unlearn-mc plane`` (bad input refused before anything is written, reuse,
+refusal of other settings)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.custom_scalar import layout_pb2
 
 from unlearn_mc.cli import main
 from unlearn_mc.curves import CurveModule
-from unlearn_mc.curves.evaluate_curve import CurveResult
-from unlearn_mc.curves.outputs import log_curve
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation import evaluate_model
@@ -31,7 +27,6 @@ from unlearn_mc.plane import PlaneBasis, curve_plane, evaluate_plane, grid_axes
 from unlearn_mc.plane.outputs import FILES, check_plane_folder, load_plane, write_plane_files
 from unlearn_mc.study import load_study
 from unlearn_mc.study import run as study_run
-from unlearn_mc.study.tensorboard import log_study_curves
 
 FP32 = torch.finfo(torch.float32).eps
 LOSS_RTOL = 256 * FP32  # the same sums in another order (vmapped convolutions, batched BatchNorm statistics): ~n·ε for n ≲ 256 terms
@@ -254,44 +249,3 @@ def test_a_study_file_with_a_bad_plane_analysis_is_refused_before_any_training(f
         fake_study.write_text(yaml.safe_dump({**study, "analyses": {"plane": plane}}))
         with pytest.raises(UnlearnMCError, match=re.escape(fragment)):
             load_study(fake_study)
-
-
-# ---------------------------------------------------------------- TensorBoard
-def _layout(run) -> layout_pb2.Layout:
-    events = EventAccumulator(str(run))
-    events.Reload()
-    layout = layout_pb2.Layout()
-    layout.ParseFromString(events.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
-    return events, layout
-
-
-def _result(ts: list[float]) -> CurveResult:
-    rows = [{name: float(t) for name in METRICS} for t in ts]
-    return CurveResult(ts, rows, {"retain_barrier": 0.0, "forget_barrier": 0.0, "best": {"t": 0.5}})
-
-
-def test_curve_scalars_are_logged_at_step_round_1000_t_with_one_chart_of_the_accuracies(tmp_path):
-    ts = [0.0, 0.1, 1 / 3, 0.5, 1.0]
-    logger = TensorBoardLogger(tmp_path, name="run", version=0)
-    log_curve(_result(ts), [logger], figure=False)
-    events, layout = _layout(tmp_path / "run" / "version_0")
-    assert [event.step for event in events.Scalars("curve/t")] == [0, 100, 333, 500, 1000]
-    assert [event.step for event in events.Scalars("curve/forget_acc")] == [0, 100, 333, 500, 1000]
-    assert [category.title for category in layout.category] == ["curve along t"]
-    accuracy = layout.category[0].chart[0]
-    assert [tag for tag in METRICS if re.fullmatch(accuracy.multiline.tag[0], f"curve/{tag}")] == ["forget_acc", "retain_acc", "test_acc"]
-
-
-def test_the_study_writes_one_custom_scalars_section_per_curve(tmp_path):
-    results = {stage: {"kind": "curve", "stage": stage, "curve": {"ts": [0.0, 0.5, 1.0], "rows": _result([0.0, 0.5, 1.0]).rows}}
-               for stage in ("curve-linear-a--b", "curve-bezier-a--b")}
-    results["original"] = {"kind": "base", "stage": "original"}
-    run = log_study_curves(tmp_path, results)
-    log_study_curves(tmp_path, results)  # rebuilt, not appended to
-    events, layout = _layout(run)
-    assert [category.title for category in layout.category] == ["curve-linear-a--b", "curve-bezier-a--b"]
-    tags = events.Tags()["scalars"]
-    for category in layout.category:
-        matched = [tag for tag in tags if re.fullmatch(category.chart[0].multiline.tag[0], tag)]
-        assert matched == [f"{category.title}/{name}" for name in ("forget_acc", "retain_acc", "test_acc")]
-        assert [event.step for event in events.Scalars(f"{category.title}/forget_acc")] == [0, 500, 1000]
