@@ -360,7 +360,7 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
     section("title", lambda: f"# Mode-connectivity unlearning study: `{study.path.name}`")
     section("summary", lambda: f"Dataset `{study.data.get('dataset', 'digits')}`, forget rule `{study.data.get('forget_rule', 'random')}`, "
             f"{len(study.methods)} unlearned endpoints, {len(tables.get('curves', []))} curves, {len(study.evaluation['t_grid'])} points per curve. "
-            f"Wall time of this run: {wall_s:.0f} s. TensorBoard: `tensorboard --logdir {root / 'tensorboard'}` (one run per stage).")
+            f"Wall time of this run: {wall_s:.0f} s. TensorBoard: `tensorboard --logdir {root / 'tensorboard'}` (one run per stage; the run `curves` draws each curve along t, one Custom Scalars section per curve).")
     problem_at = len(sections)  # the collapsed endpoints and the failures go here, at the top, once everything was tried
     section("methods", lambda: "## Methods\nStatus (`ok`, `collapsed`: retain or test accuracy at most max(1.5 × chance, "
             "evaluation.collapse_floor); `diverged`: training stopped on a non-finite loss or weights), accuracies on D_f, D_r "
