@@ -37,7 +37,8 @@ STUDY = {
     "methods": {"ft": {"method": "FineTune", "epochs": 1}},
     "curves": {"families": {"bezier": {"curve": "bezier", "epochs": 1}}, "pairs": [["original", "ft"]]},
     "evaluation": {"t_grid": 3, "bn_batches": 2},
-    "analyses": {"ensemble": {"points": [0.5]}, "relearn": {"steps": [2, 4], "forget_fraction": 0.25}},
+    "analyses": {"ensemble": {"points": [0.5]}, "relearn": {"steps": [2, 4], "forget_fraction": 0.25},
+                 "plane": {"models": ["original", "retrain", "ft"], "grid": 2}},
 }
 
 
@@ -85,6 +86,8 @@ def test_class_forgetting_study_reports_statuses_and_relearn_controls(class_stud
     folder, report, _ = class_study
     text = report.read_text()
     assert "## Relearning attack" in text and "## Ensembling along the curve" in text and "Analyses that failed" not in text
+    assert "## The plane through original, retrain, ft" in text and "![plane](plane/original--retrain--ft/plane.png)" in text
+    assert "2×2 grid" in text and (folder / "out" / "plane" / "original--retrain--ft" / "plane.png").is_file()
     methods = _rows(folder / "out" / "methods.csv")
     assert [row["model"] for row in methods] == ["original", "retrain", "ft"]
     assert all(row["status"] in ("ok", "collapsed", "diverged") for row in methods)
@@ -143,9 +146,11 @@ def test_an_analysis_that_raises_is_named_and_the_rest_is_written(class_study, m
 
     monkeypatch.setattr(study_run, "_relearn_rows", broken)
     monkeypatch.setattr("unlearn_mc.study.report_tables.intermediate_rows", broken)
+    monkeypatch.setattr(study_run, "run_plane_analysis", broken)
     text = _run(folder, STUDY, "broken.yaml").read_text()
     failed = text.split("## Analyses that failed", 1)[1].split("\n## ", 1)[0]
     assert "- relearn: RuntimeError: the attack broke in two lines." in failed
+    assert "- plane: RuntimeError: the attack broke in two lines." in failed and "## The plane through" not in text
     assert "- intermediate_points: RuntimeError: the attack broke in two lines." in failed
     assert text.index("## Analyses that failed") < text.index("## Methods")
     out = folder / "out"

@@ -1,5 +1,5 @@
 """The ``unlearn-mc`` command: LightningCLI (``fit``, ``validate``, ``test``, ``predict``) over any module and DataModule,
-and ``study``.
+and the ``study``, ``tune`` and ``plane`` subcommands.
 
 Bad input raised as ``UnlearnMCError`` ends the run with one sentence on stderr and exit status 2.
 """
@@ -50,6 +50,13 @@ def _tune(args: list[str]) -> None:
     tune_method(study, parsed.method, settings_for(study, parsed.method, flags))
 
 
+def _plane(args: list[str]) -> None:
+    """``unlearn-mc plane --config … (--models A B C | --checkpoints a b c | --curve …)``."""
+    from unlearn_mc.plane_command import run_plane_command
+
+    run_plane_command(args)
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     # Lightning 2.6 on torch 2.14 warns about torch's deprecated LeafSpec on every fit; it is not actionable here.
@@ -62,6 +69,8 @@ def main(args: list[str] | None = None) -> int:
             _study(arguments[1:])
         elif arguments[:1] == ["tune"]:
             _tune(arguments[1:])
+        elif arguments[:1] == ["plane"]:
+            _plane(arguments[1:])
         else:
             UnlearnMCCLI(args=args, guard=guard)
     except NoFeasibleSetting as error:  # the search ran and wrote its table, but found no setting to use

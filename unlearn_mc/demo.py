@@ -2,8 +2,9 @@
 
 Runs ``unlearn-mc study --config configs/digits/study.yaml`` (forgetting class 3): original and retrain models,
 five unlearned endpoints, straight lines and Bezier curves between them, evaluation along every
-curve, the analyses, and ``studies/digits/report.md``. Prints the main tables and where the
-report and the TensorBoard runs are. A second run reuses every finished stage.
+curve, the analyses (the plane through original, retrain and one method among them), and
+``studies/digits/report.md``. Prints the main tables, the plane's figure with its grid size and wall time, and where
+the report and the TensorBoard runs are. A second run reuses every finished stage.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.plane.outputs import plane_note, read_plane_record
 from unlearn_mc.study import load_study, run_study
 from unlearn_mc.study.report_tables import curve_rows, method_table
 from unlearn_mc.study.runner import run_stages
@@ -54,6 +56,10 @@ def run_demo(study_path: Path = STUDY) -> int:
         return 2
     print(f"\nMethods ({study.data.get('dataset', 'digits')}, {_forgetting(study.data)}):\n" + markdown_table(methods))
     print("\nCurves:\n" + markdown_table(curves))
+    if study.analyses.get("plane"):
+        folder = study.output_dir / "plane" / "--".join(study.analyses["plane"]["models"])
+        record = read_plane_record(folder)
+        print("\n" + (plane_note(folder, record) if record else "plane: not drawn (see the report's Analyses that failed)"))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
     print(f"report: {report}")
     print(f"TensorBoard: .venv/bin/tensorboard --logdir {study.output_dir / 'tensorboard' if len(study.seeds) == 1 else study.output_dir}")

@@ -24,8 +24,9 @@ class CurveEvaluation(Callback):
     ``unlearn-mc validate`` of a straight line evaluates it without training), and, with
     ``every_n_epochs``, after every N-th training epoch.
 
-    Outputs of a final evaluation: TensorBoard scalars ``curve/<metric>`` and ``curve/t`` with the
-    grid index as step, ``curve_summary/*`` scalars and the figure ``curve/metrics``; in the run's
+    Outputs of a final evaluation: TensorBoard scalars ``curve/<metric>`` and ``curve/t`` at step
+    round(1000·t), their custom-scalars layout (accuracies of the curve on one chart, losses on another),
+    ``curve_summary/*`` scalars and the figure ``curve/metrics``; in the run's
     log dir ``curve_eval.csv``, ``curve_summary.json`` and ``curve_metrics.png``. A periodic
     evaluation logs only ``curve_summary/*`` at the global step and rewrites the files.
 
@@ -38,6 +39,8 @@ class CurveEvaluation(Callback):
         export_path: write φ(t*) with recalibrated BatchNorm there as a plain state_dict of the network.
         export_t: t* for the export: a value in [0, 1] or ``best``.
         figure: draw the metrics-vs-t figure.
+        custom_scalars: write the custom-scalars layout of this curve into its TensorBoard run (a study turns it
+            off for its stage runs and writes one layout for all its curves, ``tensorboard/curves``).
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class CurveEvaluation(Callback):
         export_path: str | None = None,
         export_t: float | str = "best",
         figure: bool = True,
+        custom_scalars: bool = True,
     ) -> None:
         self.t_grid = make_t_grid(t_grid)
         if every_n_epochs is not None and every_n_epochs < 1:
@@ -68,6 +72,7 @@ class CurveEvaluation(Callback):
         self.export_path = export_path
         self.export_t = export_t
         self.figure = figure
+        self.custom_scalars = custom_scalars
         self.last_result: CurveResult | None = None
 
     # ------------------------------------------------------------ hooks
@@ -109,7 +114,8 @@ class CurveEvaluation(Callback):
             result.summary["export"] = self.export(trainer, curve, result)
         log_dir = trainer.log_dir
         if trainer.is_global_zero:
-            log_curve(result, trainer.loggers, step=trainer.global_step, per_t=final, figure=final and self.figure)
+            log_curve(result, trainer.loggers, step=trainer.global_step, per_t=final, figure=final and self.figure,
+                      layout=self.custom_scalars)
             if log_dir is not None:
                 written = write_curve_files(result, log_dir, figure=self.figure)
                 rank_zero_info(f"unlearn-mc: curve evaluation written to {written['summary'].parent}")

@@ -1,6 +1,8 @@
 """Writing a ``CurveResult``: ``curve_eval.csv``, ``curve_summary.json``, ``curve_metrics.png`` and TensorBoard scalars.
 
-Files are written to a temporary name and renamed into place, so a reader never sees half a file.
+Files are written to a temporary name and renamed into place, so a reader never sees half a file. Along-t scalars
+are logged at step round(1000·t) (``t_step``), so TensorBoard's x-axis reads t in thousandths, with a custom-scalars
+layout (``curve_layout``) that puts the forget, retain and test accuracies of one curve on one chart.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from unlearn_mc.curves.evaluate_curve import CurveResult, finite_or_none
@@ -17,6 +20,11 @@ from unlearn_mc.curves.evaluate_curve import CurveResult, finite_or_none
 CSV_NAME = "curve_eval.csv"
 SUMMARY_NAME = "curve_summary.json"
 FIGURE_NAME = "curve_metrics.png"
+CURVE_CHARTS = (
+    ("accuracy: forget, retain, test", ("forget_acc", "retain_acc", "test_acc")),
+    ("loss: forget, retain, test", ("forget_loss", "retain_loss", "test_loss")),
+    ("MIA efficacy", ("mia_efficacy",)),
+)
 ACCURACY_LIKE = ("forget_acc", "retain_acc", "test_acc", "val_acc", "test_forget_class_acc", "mia_efficacy", "mia_loss_acc", "avg_gap")
 
 
@@ -77,16 +85,35 @@ def write_curve_files(result: CurveResult, directory: str | os.PathLike, figure:
     return written
 
 
-def log_curve(result: CurveResult, loggers: Iterable, step: int = 0, per_t: bool = True, figure: bool = True) -> None:
-    """Log to every logger: with ``per_t``, ``curve/<metric>`` and ``curve/t`` with the grid index as step;
-    always ``curve_summary/{retain_barrier, forget_barrier, curve_length, best_t}`` at ``step``; with
-    ``figure``, the metrics-vs-t figure ``curve/metrics`` (loggers with ``add_figure``, i.e. TensorBoard)."""
+def t_step(t: float) -> int:
+    """The TensorBoard step of the point t of a curve: round(1000·t), so the x-axis reads t in thousandths (0 … 1000);
+    two t closer than 0.0005 share a step."""
+    return int(round(1000 * float(t)))
+
+
+def curve_layout(sections: Mapping[str, str]) -> dict[str, dict[str, list]]:
+    """A custom-scalars layout (``SummaryWriter.add_custom_scalars``) with one section per curve, given as
+    section title → tag prefix: in each, forget, retain and test accuracy on one chart, the three losses on
+    another, and MIA efficacy (each chart's tags are the regular expressions ``^<prefix>(name|…)$``)."""
+    return {title: {chart: ["Multiline", [f"^{re.escape(prefix)}({'|'.join(names)})$"]] for chart, names in CURVE_CHARTS}
+            for title, prefix in sections.items()}
+
+
+def log_curve(result: CurveResult, loggers: Iterable, step: int = 0, per_t: bool = True, figure: bool = True, layout: bool = True) -> None:
+    """Log to every logger: with ``per_t``, ``curve/<metric>`` and ``curve/t`` at step round(1000·t) (``t_step``) and,
+    with ``layout``, the custom-scalars layout of this one curve (section ``curve along t``, TensorBoard loggers);
+    always ``curve_summary/{retain_barrier, forget_barrier, curve_length, best_t}`` at ``step``; with ``figure``,
+    the metrics-vs-t figure ``curve/metrics`` (loggers with ``add_figure``, i.e. TensorBoard)."""
     loggers = list(loggers)
     if per_t:
-        for index, (t, row) in enumerate(zip(result.ts, result.rows)):
+        for t, row in zip(result.ts, result.rows):
             values = {"curve/t": float(t), **{f"curve/{name}": float(value) for name, value in row.items()}}
             for logger in loggers:
-                logger.log_metrics(values, step=index)
+                logger.log_metrics(values, step=t_step(t))
+        for logger in loggers:
+            experiment = getattr(logger, "experiment", None)
+            if layout and hasattr(experiment, "add_custom_scalars"):
+                experiment.add_custom_scalars(curve_layout({"curve along t": "curve/"}))
     summary = {f"curve_summary/{name}": float(result.summary[name]) for name in ("retain_barrier", "forget_barrier", "curve_length") if name in result.summary}
     summary["curve_summary/best_t"] = float(result.summary["best"]["t"])
     for logger in loggers:

@@ -17,16 +17,18 @@ class UnlearningMetrics:
 
     ``compute()`` returns, for every split s seen, ``s_acc`` = mean correctness and
     ``s_loss`` = mean cross-entropy; with forget, retain and test present also
-    ``mia_efficacy`` and ``mia_loss_acc`` (see ``unlearn_mc.evaluation.mia``). The per-sample
+    ``mia_efficacy`` and (unless ``loss_attack=False``, which saves its cross-validated fits)
+    ``mia_loss_acc`` (see ``unlearn_mc.evaluation.mia``). The per-sample
     values live in torchmetrics ``CatMetric`` states, so under DDP ``compute()`` gathers
     every process's samples before any metric is formed.
     """
 
     STATS = ("loss", "correct", "confidence")
 
-    def __init__(self, mia_seed: int = 0, sync: bool = True) -> None:
+    def __init__(self, mia_seed: int = 0, sync: bool = True, loss_attack: bool = True) -> None:
         self.mia_seed = mia_seed
         self.sync = sync
+        self.loss_attack = loss_attack
         self._states: dict[str, dict[str, CatMetric]] = {}
 
     def update(self, split: str, logits: Tensor, targets: Tensor) -> None:
@@ -53,7 +55,8 @@ class UnlearningMetrics:
             metrics["mia_efficacy"] = mia_efficacy(
                 stats["retain"]["confidence"].numpy(), stats["test"]["confidence"].numpy(), stats["forget"]["confidence"].numpy(), self.mia_seed
             )
-            metrics["mia_loss_acc"] = mia_loss_accuracy(stats["forget"]["loss"].numpy(), stats["test"]["loss"].numpy(), self.mia_seed)
+            if self.loss_attack:
+                metrics["mia_loss_acc"] = mia_loss_accuracy(stats["forget"]["loss"].numpy(), stats["test"]["loss"].numpy(), self.mia_seed)
         return metrics
 
     def reset(self) -> None:

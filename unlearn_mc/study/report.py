@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearn_mc.study.endpoint_status import endpoint_statuses
+from unlearn_mc.study.plane import plane_section
 from unlearn_mc.study.report_figures import heatmap_figure, paths_figure, relearn_figure
 from unlearn_mc.study.report_tables import barrier_matrices, build_tables
 from unlearn_mc.study.seeds import SeedRun, aggregate_matrices, aggregate_tables
@@ -60,9 +61,9 @@ def _table_names(study: StudySpec) -> list[str]:
 
 def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str, list[Row]], wall_s: float,
                  statuses: dict[str, dict[str, Any]] | None = None, failures: Failures | None = None,
-                 num_classes: int | None = None) -> Path:
-    """The report of one replica (one seed): every table as CSV, the figures as PNG and ``report.md`` embedding them;
-    return the report's path.
+                 num_classes: int | None = None, plane: dict[str, Any] | None = None) -> Path:
+    """The report of one replica (one seed): every table as CSV, the figures as PNG and ``report.md`` embedding them
+    (and, with ``plane``, the plane analysis of ``run_plane_analysis``); return the report's path.
 
     Each table, figure and section is built on its own: one that fails is left out and named, with its
     reason, in the section "Analyses that failed" (tracebacks in ``analysis_failures.log``).
@@ -73,7 +74,7 @@ def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str,
     tables = {**build_tables(study, results, statuses, failures), **analyses}
     matrices = failures.attempt("barrier matrices", lambda: barrier_matrices(study, results)) if len(study.matrix) >= 2 else None
     flagged = [entry["reason"] for entry in statuses.values() if entry["status"] != "ok"]
-    return _write(study, tables, matrices or {}, [results], flagged, failures, wall_s)
+    return _write(study, tables, matrices or {}, [results], flagged, failures, wall_s, plane=plane)
 
 
 def write_seeds_report(study: StudySpec, runs: Sequence[SeedRun], wall_s: float, failures: Failures | None = None) -> Path:
@@ -97,13 +98,13 @@ def write_seeds_report(study: StudySpec, runs: Sequence[SeedRun], wall_s: float,
     note = (f"Every number is the mean over the {len(seeds)} seeds {seeds} ± the half-width of its two-sided 95% Student-t "
             "interval (t_{0.975, n−1}·s/√n); yes/no columns (`mcu_holds`, …) are the fraction of seeds where they hold; "
             "`n_seeds` counts the seeds behind a row. The seeds change training (initialisation, batch order, the methods' "
-            "random draws), not the forget set. Each seed's own report: "
+            "random draws), not the forget set. Each seed's own report (with its plane, when the study draws one): "
             + ", ".join(f"[seed {run.study.seed}]({run.study.output_dir.relative_to(study.output_dir) / 'report.md'})" for run in runs) + ".")
     return _write(study, tables, matrices, [run.results for run in runs], flagged, failures, wall_s, note)
 
 
 def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_seed_results: list[dict[str, dict]],
-           flagged: list[str], failures: Failures, wall_s: float, seeds_note: str = "") -> Path:
+           flagged: list[str], failures: Failures, wall_s: float, seeds_note: str = "", plane: dict[str, Any] | None = None) -> Path:
     root = study.output_dir
     for name in _table_names(study):
         if name not in tables:
@@ -142,7 +143,7 @@ def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_s
             f"{len(study.methods)} unlearned endpoints, {len(tables.get('curves', []))} curves, {len(study.evaluation['t_grid'])} points per curve"
             f"{f', {len(per_seed_results)} seeds' if len(per_seed_results) > 1 else ''}. "
             f"Wall time of this run: {wall_s:.0f} s. TensorBoard: `tensorboard --logdir {root if len(per_seed_results) > 1 else root / 'tensorboard'}` (one run per stage"
-            f"{' and seed' if len(per_seed_results) > 1 else ''}).")
+            f"{' and seed' if len(per_seed_results) > 1 else ''}; the run `curves` draws each curve along t, one Custom Scalars section per curve).")
     if seeds_note:
         section("seeds", lambda: seeds_note)
     problem_at = len(sections)  # the collapsed endpoints and the failures go here, at the top, once everything was tried
@@ -177,9 +178,13 @@ def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_s
                 "(with the `reason`) where a member's outputs were not finite.\n\n" + markdown_table(tables["ensemble"]))
     if tables.get("relearn"):
         section("relearn", lambda: relearn_section(study, tables["relearn"]))
+    if plane:
+        section("plane", lambda: plane_section(study, plane))
     files = [f"- `{name}.csv`" for name, rows in tables.items() if rows]
     if tables.get("relearn") and len(per_seed_results) == 1:
         files.append("- `relearn_split.json`: the D_f samples the relearning attack fine-tunes on and those it scores")
+    if plane:
+        files.append(f"- `{Path(plane['folder']).relative_to(root)}/`: the plane's `plane.csv`, `plane_models.csv`, `plane.npz`, `plane.json` and `plane.png`")
     where = "seeds/seed-<s>/stages/<stage>/" if len(per_seed_results) > 1 else "stages/<stage>/"
     sections.append("## Files\n" + "\n".join(files)
                     + f"\n- `{where}`: each stage's `config.yaml` (runnable with `unlearn-mc fit --config`), `model.ckpt`, `result.json`; "

@@ -22,6 +22,7 @@ from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.plan import endpoint_stage_id, plan_study
+from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.run_guard import folder_lock
 from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status
 from unlearn_mc.study.report import write_report, write_seeds_report
@@ -32,6 +33,7 @@ from unlearn_mc.study.seeds import SeedRun, seed_replicas
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Failures, Row, write_csv
 from unlearn_mc.study.tuning.calibrate import apply_tuning
+from unlearn_mc.study.tensorboard import log_study_curves
 
 
 def _endpoint_net(study: StudySpec, name: str, device: torch.device):
@@ -218,7 +220,14 @@ def _run_replica(study: StudySpec, say: Callable[[str], None]) -> SeedRun | None
     statuses = _statuses(study, results, failures, datamodule)
     analyses = run_analyses(study, results, say, statuses, failures, datamodule) if datamodule is not None else {}
     failures.attempt("TensorBoard scalars of the analyses", lambda: _log_analyses(study, analyses))
-    write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures)
+    failures.attempt("TensorBoard curves", lambda: log_study_curves(study.output_dir, results))
+    plane = None
+    if study.analyses.get("plane") is not None and datamodule is not None:
+        say("  analyses: plane")
+        plane = failures.attempt("plane", lambda: run_plane_analysis(study, datamodule, say))
+        if plane is None:
+            say(f"  analyses: plane failed: {failures.reasons['plane']}")
+    write_report(study, results, analyses, time.perf_counter() - started, statuses=statuses, failures=failures, plane=plane)
     return SeedRun(study, results, analyses, statuses)
 
 

@@ -70,7 +70,12 @@ def stage_status(stage: Stage, root: Path) -> str:
 
 
 def _run_config(stage: Stage, root: Path) -> dict[str, Any]:
+    """The stage's config as run: logging to ``<root>/tensorboard/<stage>``; a curve's own custom-scalars layout is
+    left out (the study writes one layout for all its curves in ``tensorboard/curves``), so its sections do not mix runs."""
     config = copy.deepcopy(stage.config)
+    for callback in config["trainer"].get("callbacks") or []:
+        if callback.get("class_path") == "unlearn_mc.curves.CurveEvaluation":
+            callback.setdefault("init_args", {})["custom_scalars"] = False
     config["trainer"].update(
         logger={"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": str(root / "tensorboard"), "name": stage.id, "version": ""}},
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,

@@ -377,7 +377,7 @@ def load_study(path: str | Path) -> StudySpec:
     evaluation["t_grid"] = make_t_grid(evaluation.get("t_grid", 11))
     evaluation.setdefault("tolerance", 0.01)  # the MCU tolerance, read by the curve stages and the report
     analyses = dict(raw.get("analyses") or {})
-    _unknown_keys("analyses", analyses, {"ensemble", "relearn"})
+    _unknown_keys("analyses", analyses, {"ensemble", "relearn", "plane"})
     ensemble = analyses.get("ensemble")
     if ensemble is not None:
         if not isinstance(ensemble, dict):
@@ -389,6 +389,10 @@ def load_study(path: str | Path) -> StudySpec:
     relearn = analyses.get("relearn")
     if relearn is not None:
         _relearn(relearn)
+    if analyses.get("plane") is not None:
+        from unlearn_mc.study.plane_spec import check_plane_spec
+
+        check_plane_spec(analyses["plane"], endpoints)
     output_dir = Path(raw.get("output_dir", f"studies/{path.stem}"))
     return StudySpec(
         path=path, output_dir=output_dir, seed=seed, trainer=dict(raw.get("trainer") or {}), net=net, data=data, base=base,
