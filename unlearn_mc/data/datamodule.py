@@ -51,6 +51,10 @@ class UnlearningDataModule(L.LightningDataModule):
         eval_retain_max: cap on the retain evaluation subset (None: all of D_r).
         batch_size, eval_batch_size, num_workers: loader settings.
         image_size: resize target for ``image_folder``.
+        shadow_count, shadow_index, shadow_seed: with ``shadow_count`` = K set, the training streams are those of
+            shadow model ``shadow_index`` of K (``unlearn_mc.data.shadows``): ``full`` its seeded half of D ∪ V,
+            ``forget`` its members among D_f and the attacked non-members, ``retain`` the rest of its half.
+            Evaluation splits are unchanged.
     """
 
     def __init__(
@@ -74,6 +78,9 @@ class UnlearningDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         image_size: int = 32,
+        shadow_count: int | None = None,
+        shadow_index: int = 0,
+        shadow_seed: int = 0,
     ) -> None:
         super().__init__()
         if dataset not in SOURCES:
@@ -105,6 +112,8 @@ class UnlearningDataModule(L.LightningDataModule):
                 raise UnlearnMCError(f"{name}={value} must be at least 1.")
         if eval_retain_max is not None and eval_retain_max < 1:
             raise UnlearnMCError(f"eval_retain_max={eval_retain_max} must be at least 1 (or null for all of D_r).")
+        if shadow_count is not None and (shadow_count < 2 or not 0 <= shadow_index < shadow_count):
+            raise UnlearnMCError(f"shadow_count={shadow_count}, shadow_index={shadow_index}: use at least 2 shadows and an index in 0..K-1.")
         self.save_hyperparameters()
         self.dataset_name = dataset
         self.split_file = Path(split_file) if split_file else Path("checkpoints") / dataset / "split.json"
@@ -151,7 +160,14 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def _stream_indices(self, stream: str) -> list[int]:
         self._require_setup()
-        indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
+        hp = self.hparams
+        if hp.shadow_count is not None:
+            from unlearn_mc.data.shadows import shadow_streams
+
+            classes = hp.forget_classes if hp.forget_rule == "class" else None
+            indices = shadow_streams(self.split, self.source.train_targets.numpy(), classes, hp.shadow_count, hp.shadow_index, hp.shadow_seed)
+        else:
+            indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
         if stream not in indices:
             raise UnlearnMCError(f"unknown training stream {stream!r}; use one of {', '.join(TRAIN_STREAMS)}.")
         return list(indices[stream])
@@ -168,6 +184,11 @@ class UnlearningDataModule(L.LightningDataModule):
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             indices = [indices[position] for position in schedule(epoch)]
         return self._train_view(indices, augmented=True)
+
+    def pool_dataset(self, indices: Sequence[int]) -> Dataset:
+        """Examples of the training pool by pool index, without augmentation (e.g. for membership inference)."""
+        self._require_setup()
+        return self._train_view(indices, augmented=False)
 
     def scoring_dataset(self, stream: str) -> Dataset:
         """All of a training stream without augmentation, in the order the positions of ``stream_schedules`` refer to."""

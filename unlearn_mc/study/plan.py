@@ -1,6 +1,7 @@
 """From a study to an ordered list of stages, each an ordinary ``unlearn-mc`` config.
 
-Stage ids: ``original``, ``retrain``, ``method-<name>``, ``curve-<family>-<start>--<end>``.
+Stage ids: ``original``, ``retrain``, ``method-<name>``, ``curve-<family>-<start>--<end>``, and with
+``analyses.lira`` the shadow models ``shadow-<k>`` and ``shadow-<k>-<method>`` (``unlearn_mc.study.shadows``).
 Every stage writes under ``<output_dir>/stages/<id>/`` and logs to the TensorBoard run
 ``<output_dir>/tensorboard/<id>/``.
 """
@@ -28,7 +29,7 @@ class Stage:
     """One unit of work: ``command`` (``fit`` or ``validate``) on the LightningCLI ``config``."""
 
     id: str
-    kind: str  # base | method | curve
+    kind: str  # base | method | curve | shadow
     command: str
     config: dict[str, Any]
     depends: list[str] = field(default_factory=list)
@@ -91,7 +92,9 @@ def plan_study(study: StudySpec) -> list[Stage]:
             continue
         seen.add(stage_id)
         stages.append(_curve_stage(study, stage_id, family, start, end, checkpoint))
-    return stages
+    from unlearn_mc.study.shadows import plan_shadows
+
+    return stages + plan_shadows(study, stages)
 
 
 def _curve_stage(study: StudySpec, stage_id: str, family: FamilySpec, start: str, end: str, checkpoint: dict[str, str]) -> Stage:
