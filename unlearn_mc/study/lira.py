@@ -24,7 +24,7 @@ from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.data.shadows import attack_non_members, shadow_membership, shadow_pool
-from unlearn_mc.evaluation.lira import (FPR_LEVELS, attack_metrics, logit_confidence_from_logits, memorisation, offline_lira,
+from unlearn_mc.evaluation.lira import (ATTACKS, FPR_LEVELS, attack_metrics, logit_confidence_from_logits, memorisation, offline_lira,
                                         online_lira, ulira)
 from unlearn_mc.study.shadows import shadow_stage_id
 from unlearn_mc.study.spec import StudySpec
@@ -159,7 +159,7 @@ def score_rows(model: str, ratios: dict[str, np.ndarray], target: np.ndarray, sh
     for position, index in enumerate(shadows.pool[shadows.attacked]):
         row: Row = {"model": model, "index": int(index), "class": int(classes[index]), "member": int(shadows.labels[position]),
                     "phi": float(target[position])}
-        row.update({f"lira_{attack}": float(values[position]) for attack, values in ratios.items()})
+        row.update({f"lira_{attack}": float(ratios[attack][position]) if attack in ratios else math.nan for attack in ATTACKS})
         row["memorisation"] = float(mem[position])
         rows.append(row)
     return rows

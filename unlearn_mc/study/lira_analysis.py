@@ -44,12 +44,24 @@ def lira_rows(study: StudySpec, results: dict[str, dict], datamodule, loaders, c
     for stage_id in spec["curves"]:
         info = results[stage_id]["info"]
         method = next((m for m in (info["end"], info["start"]) if m in shadows.unlearned), None)
-        curve = curve_of(results[stage_id])
+        curve = _curve(study, results[stage_id], curve_of, device)
         for t in spec["points"]:
             say(f"  analyses: lira on {stage_id} at t={t:.2f}")
             attack(f"t={t:.2f}", curve.network_at(t, loaders["retain"], bn_batches).to(device).eval(), method, stage_id, t)
     write_csv(per_example, study.output_dir / "lira_scores.csv")
     return rows
+
+
+def _curve(study: StudySpec, result: dict, curve_of: Callable, device: torch.device):
+    """A trained curve from its checkpoint; an untrained one (a straight line, a ``validate`` stage) rebuilt from its endpoints."""
+    if (study.output_dir / "stages" / result["stage"] / "model.ckpt").is_file():
+        return curve_of(result)
+    from unlearn_mc.config_objects import instantiate
+    from unlearn_mc.curves import CurveModule
+
+    args = result["config"]["model"]["init_args"]
+    return CurveModule(net=instantiate(study.net), start=args["start"], end=args["end"], curve=args["curve"],
+                       num_bends=args["num_bends"]).to(device).eval()
 
 
 def log_lira(writer_for: Callable, rows: list[Row]) -> None:
