@@ -132,11 +132,19 @@ def memorisation(correct: np.ndarray, members: np.ndarray) -> np.ndarray:
     return inside - outside
 
 
-def _point_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score, roc_curve
+def _weighted_roc(order: np.ndarray, last_of_tie: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC of scores whose descending order ``order`` and tie-group ends ``last_of_tie`` are given, each example
+    counted ``weights[i]`` times: the same points as ``sklearn.metrics.roc_curve`` on the repeated examples (without
+    dropping collinear ones), in O(n) per call, so a bootstrap resample costs one bincount."""
+    w = weights[order]
+    positive = labels[order] == 1
+    tps = np.cumsum(np.where(positive, w, 0))[last_of_tie]
+    fps = np.cumsum(np.where(positive, 0, w))[last_of_tie]
+    return np.concatenate([[0.0], fps / fps[-1]]), np.concatenate([[0.0], tps / tps[-1]])
 
-    fpr, tpr, _ = roc_curve(labels, scores)
-    out = {"auc": float(roc_auc_score(labels, scores)), "balanced_accuracy": float(np.max((tpr + 1.0 - fpr) / 2.0))}
+
+def _roc_metrics(fpr: np.ndarray, tpr: np.ndarray) -> dict[str, float]:
+    out = {"auc": float(np.trapezoid(tpr, fpr)), "balanced_accuracy": float(np.max((tpr + 1.0 - fpr) / 2.0))}
     for name, level in FPR_LEVELS.items():
         out[name] = float(np.interp(level, fpr, tpr))
     return out
@@ -147,27 +155,36 @@ def attack_metrics(scores: np.ndarray, labels: np.ndarray, bootstrap: int = 500,
     """AUC, balanced accuracy and TPR at 1% / 0.1% FPR of member scores (label 1) against non-member scores (label 0),
     each with a percentile-bootstrap interval: ``m_low``, ``m_high`` and ``m_ci`` = (high − low)/2.
 
-    Non-finite scores are ranked lowest (an example the attack cannot score is called non-member). The B resamples
-    draw members and non-members separately with replacement, keeping both counts; ``bootstrap=0`` skips intervals.
+    The point values come from ``roc_auc_score`` and ``roc_curve``; each of the B resamples draws members and
+    non-members separately with replacement (both counts kept) and evaluates the same ROC on the resampled counts.
+    Non-finite scores are ranked lowest (an example the attack cannot score is called non-member); ``bootstrap=0``
+    skips the intervals (NaN).
     """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if not ((labels == 1).any() and (labels == 0).any()):
         raise ValueError("attack_metrics needs both members (label 1) and non-members (label 0).")
     finite = np.isfinite(scores)
     scores = np.where(finite, scores, (scores[finite].min() - 1.0) if finite.any() else 0.0)
-    out = _point_metrics(scores, labels)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    out = {**_roc_metrics(fpr, tpr), "auc": float(roc_auc_score(labels, scores))}
     out.update(n_members=int(labels.sum()), n_non_members=int((labels == 0).sum()))
     if bootstrap <= 0:
         for name in METRICS:
             out[f"{name}_low"] = out[f"{name}_high"] = out[f"{name}_ci"] = math.nan
         return out
     rng = np.random.default_rng(seed)
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    last_of_tie = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
     positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     draws = {name: np.empty(bootstrap) for name in METRICS}
     for b in range(bootstrap):
         chosen = np.concatenate([rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))])
-        for name, value in _point_metrics(scores[chosen], labels[chosen]).items():
+        weights = np.bincount(chosen, minlength=len(scores)).astype(np.float64)
+        for name, value in _roc_metrics(*_weighted_roc(order, last_of_tie, labels, weights)).items():
             draws[name][b] = value
     tail = 100.0 * (1.0 - confidence) / 2.0
     for name in METRICS:
