@@ -138,6 +138,10 @@ def main(args: list[str] | None = None) -> int:
     try:
         if arguments[:1] == ["study"]:
             _study(arguments[1:])
+        elif arguments[:1] == ["lira"]:
+            from unlearn_mc.study.lira_cli import main as lira_main
+
+            lira_main(arguments[1:])
         else:
             UnlearnMCCLI(args=args, guard=guard)
     except argparse.ArgumentError as error:
