@@ -82,7 +82,11 @@ def test_lira_in_a_study_and_on_the_command_line(tmp_path):
     assert len(scores) == 4 * (split["sizes"]["forget"] + split["sizes"]["val"])
     assert {int(r["index"]) for r in scores if r["member"] == "1"} == set(split["forget"])
     assert (out / "lira_shadows.npz").is_file()
-    assert list((out / "tensorboard" / "curve-line-original--ft").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = EventAccumulator(str(out / "tensorboard" / "curve-linear-original--ft")).Reload()
+    assert [(e.step, e.value) for e in logged.Scalars("curve/lira_online_auc")] == [
+        (500, pytest.approx(float(next(r["auc"] for r in rows if r["model"] == "t=0.50" and r["attack"] == "online"))))]
     assert "## Membership inference (LiRA)" in (out / "report.md").read_text()
 
     # a second run reuses every shadow stage and recomputes the same table

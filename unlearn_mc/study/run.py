@@ -200,8 +200,14 @@ def _log_analyses(study: StudySpec, analyses: dict[str, list[Row]]) -> None:
 
     if analyses.get("lira"):
         writers: dict[str, SummaryWriter] = {}
+
+        def writer_for(curve: str) -> SummaryWriter:
+            if curve not in writers:
+                writers[curve] = SummaryWriter(str(study.output_dir / "tensorboard" / curve))
+            return writers[curve]
+
         try:
-            log_lira(lambda curve: writers.setdefault(curve, SummaryWriter(str(study.output_dir / "tensorboard" / curve))), analyses["lira"])
+            log_lira(writer_for, analyses["lira"])
         finally:
             for writer in writers.values():
                 writer.close()
