@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,25 @@ TRAIN_STREAMS = ("full", "retain", "forget")
 DEFAULT_TEST_FRACTION = 0.2  # for sources without a test set of their own
 
 
+def _read_memorisation(path: str) -> tuple[tuple[np.ndarray, ...], str]:
+    """((pool indices, mem_i, confidence gap μ_in(φ) − μ_out(φ)), sha256 of the file) from a ``lira_shadows.npz``."""
+    import hashlib
+
+    from unlearn_mc.evaluation.lira import fit_gaussians, memorisation
+
+    file = Path(path)
+    if not file.is_file():
+        raise UnlearnMCError(f"memorisation_file {path!r} does not exist; run a study with analyses.lira first (it writes lira_shadows.npz).")
+    try:
+        with np.load(file) as data:
+            members = data["members"]
+            pool, scores = data["pool"], memorisation(data["correct"], members)
+            gap = fit_gaussians(data["scores"], members).mean - fit_gaussians(data["scores"], ~members).mean
+    except (OSError, ValueError, KeyError) as error:
+        raise UnlearnMCError(f"memorisation_file {path!r} is not a lira_shadows.npz ({error}).") from None
+    return (pool, scores, gap), hashlib.sha256(file.read_bytes()).hexdigest()
+
+
 class UnlearningDataModule(L.LightningDataModule):
     """Serves the training streams a module asks for and the evaluation splits of an unlearning study.
 
@@ -36,9 +56,10 @@ class UnlearningDataModule(L.LightningDataModule):
             ``svhn``, ``image_folder``, ``npz``.
         data_dir: folder of the torchvision files or the image tree; for ``npz``, the file.
         download: let torchvision fetch missing files.
-        forget_rule: ``random`` (a fraction or count of D) or ``class`` (all of D's samples of some classes).
-        forget_ratio: fraction of D to forget, in (0, 1), for the random rule.
-        forget_count: number of samples to forget, for the random rule (instead of ``forget_ratio``).
+        forget_rule: ``random`` (a fraction or count of D), ``class`` (all of D's samples of some classes) or
+            ``memorised`` (the fraction or count of D with the highest memorisation score, Zhao et al. 2024).
+        forget_ratio: fraction of D to forget, in (0, 1), for the random and memorised rules.
+        forget_count: number of samples to forget, for the random and memorised rules (instead of ``forget_ratio``).
         forget_classes: class ids to forget, for the class rule.
         exclude_forget_classes_from_test: under the class rule, leave the forgotten classes out of
             ``test`` (they are always reported on their own as ``test_forget_class``).
@@ -55,6 +76,8 @@ class UnlearningDataModule(L.LightningDataModule):
             shadow model ``shadow_index`` of K (``unlearn_mc.data.shadows``): ``full`` its seeded half of D ∪ V,
             ``forget`` its members among D_f and the attacked non-members, ``retain`` the rest of its half.
             Evaluation splits are unchanged.
+        memorisation_file: for ``forget_rule='memorised'``: a ``lira_shadows.npz`` (``unlearn_mc.study.lira.ShadowSet``)
+            whose shadows give mem_i = P(correct | i ∈ train) − P(correct | i ∉ train); its sha256 is part of the split.
     """
 
     def __init__(
@@ -62,7 +85,7 @@ class UnlearningDataModule(L.LightningDataModule):
         dataset: str = "digits",
         data_dir: str = "datasets",
         download: bool = False,
-        forget_rule: Literal["random", "class"] = "random",
+        forget_rule: Literal["random", "class", "memorised"] = "random",
         forget_ratio: float | None = 0.1,
         forget_count: int | None = None,
         forget_classes: list[int] | None = None,
@@ -81,13 +104,18 @@ class UnlearningDataModule(L.LightningDataModule):
         shadow_count: int | None = None,
         shadow_index: int = 0,
         shadow_seed: int = 0,
+        memorisation_file: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in SOURCES:
             raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}.")
-        if forget_rule not in ("random", "class"):
-            raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random' or 'class'.")
-        if forget_rule == "random":
+        if forget_rule not in ("random", "class", "memorised"):
+            raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random', 'class' or 'memorised'.")
+        if forget_rule == "memorised" and not memorisation_file:
+            raise UnlearnMCError("forget_rule='memorised' needs memorisation_file, the lira_shadows.npz of a study with analyses.lira.")
+        if forget_rule != "memorised":
+            memorisation_file = None
+        if forget_rule in ("random", "memorised"):
             if forget_count is not None:
                 if forget_count < 1:
                     raise UnlearnMCError(f"forget_count={forget_count} must be at least 1.")
@@ -149,8 +177,13 @@ class UnlearningDataModule(L.LightningDataModule):
             split_seed=hp.split_seed,
             val_fraction=hp.val_fraction,
             test_fraction=None if source.test is not None else hp.test_fraction,
+            memorisation_sha256=None,
         )
-        self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes)
+        memorisation = None
+        if hp.forget_rule == "memorised":
+            memorisation, digest = _read_memorisation(hp.memorisation_file)
+            settings = dataclasses.replace(settings, memorisation_sha256=digest)
+        self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes, memorisation)
         self.source = source
 
     # ----------------------------------------------------------- the datasets
