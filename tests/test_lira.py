@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from unlearn_mc.data.shadows import attack_non_members, shadow_membership, shadow_streams
+from unlearn_mc.data.shadows import attack_non_members, shadow_membership, shadow_pool, shadow_streams
 from unlearn_mc.data.splits import Split, SplitSettings
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.lira import (GaussianFit, attack_metrics, fit_gaussians, likelihood_ratio, logit_confidence,
@@ -192,3 +192,46 @@ def test_the_bootstrap_roc_is_sklearns_on_the_resampled_examples():
     fpr, tpr, _ = roc_curve(labels[chosen], scores[chosen])
     assert fast["auc"] == pytest.approx(roc_auc_score(labels[chosen], scores[chosen]), abs=1e-12)
     assert fast == pytest.approx(_roc_metrics(fpr, tpr), abs=1e-12)
+
+
+def test_memorised_forget_ranks_by_mem_then_the_tie_break():
+    from unlearn_mc.data.splits import memorised_forget
+
+    pool = np.array([0, 2, 3, 5, 7, 8])
+    mem = np.array([0.5, 0.0, 0.5, 1.0, 0.0, np.nan])
+    gap = np.array([1.0, 3.0, 2.0, 0.0, 3.0, 9.0])
+    train = np.array([2, 3, 5, 7, 8])  # 0 is not a training sample (e.g. validation)
+    assert memorised_forget(train, (pool, mem, gap), 2).tolist() == [3, 5]
+    assert memorised_forget(train, (pool, mem, gap), 4).tolist() == [2, 3, 5, 7]  # 2 and 7 tie on mem and gap: lower index
+    with pytest.raises(UnlearnMCError, match="not training sample 9"):
+        memorised_forget(np.array([2, 9]), (pool, mem, gap), 1)
+
+
+def test_memorised_rule_persists_its_split_with_the_scores_digest(tmp_path):
+    from unlearn_mc.data import UnlearningDataModule
+    from unlearn_mc.data.splits import read_split, settings_dict
+
+    plain = UnlearningDataModule(dataset="digits", split_file=str(tmp_path / "plain.json"))
+    plain.setup()
+    assert "memorisation_sha256" not in settings_dict(plain.split.settings)  # older split files keep their fingerprint
+    pool = shadow_pool(plain.split)
+    members = shadow_membership(len(pool), 4, seed=0)
+    correct = np.ones((4, len(pool)))
+    favoured = np.asarray(plain.split.train[:5])
+    correct[:, np.isin(pool, favoured)] = members[:, np.isin(pool, favoured)]  # right only when trained on: mem = 1
+    scores_file = tmp_path / "lira_shadows.npz"
+    np.savez(scores_file, pool=pool, members=members, correct=correct, scores=np.zeros((4, len(pool))))
+    settings = dict(dataset="digits", forget_rule="memorised", forget_count=5, memorisation_file=str(scores_file),
+                    split_file=str(tmp_path / "memorised.json"))
+    module = UnlearningDataModule(**settings)
+    module.setup()
+    assert module.split.forget == sorted(favoured.tolist())
+    assert read_split(tmp_path / "memorised.json").forget == module.split.forget
+    correct[:, 0] = 0.5
+    np.savez(scores_file, pool=pool, members=members, correct=correct, scores=np.zeros((4, len(pool))))
+    with pytest.raises(UnlearnMCError, match="another memorisation file"):
+        UnlearningDataModule(**settings).setup()
+    with pytest.raises(UnlearnMCError, match="needs memorisation_file"):
+        UnlearningDataModule(dataset="digits", forget_rule="memorised")
+    with pytest.raises(UnlearnMCError, match="does not exist"):
+        UnlearningDataModule(**{**settings, "memorisation_file": str(tmp_path / "none.npz"), "split_file": str(tmp_path / "x.json")}).setup()
