@@ -235,3 +235,13 @@ def test_memorised_rule_persists_its_split_with_the_scores_digest(tmp_path):
         UnlearningDataModule(dataset="digits", forget_rule="memorised")
     with pytest.raises(UnlearnMCError, match="does not exist"):
         UnlearningDataModule(**{**settings, "memorisation_file": str(tmp_path / "none.npz"), "split_file": str(tmp_path / "x.json")}).setup()
+
+
+def test_lira_rows_across_seeds_take_the_interval_across_seeds():
+    from unlearn_mc.study.seeds import ROW_KEYS, aggregate_rows
+
+    seeds = [[{"curve": "", "model": "original", "attack": "online", "auc": auc, "auc_ci": 0.06}] for auc in (0.6, 0.7, 0.8)]
+    (row,) = aggregate_rows(seeds, ROW_KEYS["lira"])
+    assert row["auc"] == pytest.approx(0.7)
+    assert row["auc_ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3))
+    assert "auc_ci_ci" not in row and row["n_seeds"] == 3
