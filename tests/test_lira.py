@@ -147,6 +147,9 @@ def test_shadow_streams_cover_their_half_of_the_pool():
         assert set(streams["forget"]) == set(streams["full"]) & (set(split.forget) | set(split.val))
         assert sorted(streams["forget"] + streams["retain"]) == streams["full"]
     assert attack_non_members(split, labels, [1]).tolist() == [33, 37]
+    # the memorised rule: V's most memorised |V|·|D_f|/|D| = 8·4/31 -> 1 example, by the same scores
+    scores = (np.arange(40), np.where(np.arange(40) == 35, 1.0, 0.0))
+    assert attack_non_members(split, labels, None, scores).tolist() == [35]
     with pytest.raises(UnlearnMCError, match="val_fraction"):
         attack_non_members(split, labels, [7])
 

@@ -147,6 +147,7 @@ class UnlearningDataModule(L.LightningDataModule):
         self.split_file = Path(split_file) if split_file else Path("checkpoints") / dataset / "split.json"
         self.source: SourceData | None = None
         self.split: Split | None = None
+        self.memorisation: tuple[np.ndarray, ...] | None = None  # the memorised rule's scores, once set up
         # stream → (epoch → positions within the stream released that epoch); set by a data curriculum
         self.stream_schedules: dict[str, Callable[[int], Sequence[int]]] = {}
 
@@ -184,6 +185,7 @@ class UnlearningDataModule(L.LightningDataModule):
             memorisation, digest = _read_memorisation(hp.memorisation_file)
             settings = dataclasses.replace(settings, memorisation_sha256=digest)
         self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes, memorisation)
+        self.memorisation = memorisation
         self.source = source
 
     # ----------------------------------------------------------- the datasets
@@ -198,7 +200,8 @@ class UnlearningDataModule(L.LightningDataModule):
             from unlearn_mc.data.shadows import shadow_streams
 
             classes = hp.forget_classes if hp.forget_rule == "class" else None
-            indices = shadow_streams(self.split, self.source.train_targets.numpy(), classes, hp.shadow_count, hp.shadow_index, hp.shadow_seed)
+            indices = shadow_streams(self.split, self.source.train_targets.numpy(), classes, hp.shadow_count, hp.shadow_index,
+                                     hp.shadow_seed, self.memorisation)
         else:
             indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
         if stream not in indices:
@@ -217,6 +220,14 @@ class UnlearningDataModule(L.LightningDataModule):
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             indices = [indices[position] for position in schedule(epoch)]
         return self._train_view(indices, augmented=True)
+
+    def attack_non_members(self) -> np.ndarray:
+        """The held-out non-members membership inference attacks against D_f (``unlearn_mc.data.shadows``)."""
+        from unlearn_mc.data.shadows import attack_non_members
+
+        self._require_setup()
+        classes = self.hparams.forget_classes if self.hparams.forget_rule == "class" else None
+        return attack_non_members(self.split, self.source.train_targets.numpy(), classes, self.memorisation)
 
     def pool_dataset(self, indices: Sequence[int]) -> Dataset:
         """Examples of the training pool by pool index, without augmentation (e.g. for membership inference)."""

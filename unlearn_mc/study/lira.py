@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
-from unlearn_mc.data.shadows import attack_non_members, shadow_membership, shadow_pool
+from unlearn_mc.data.shadows import shadow_membership, shadow_pool
 from unlearn_mc.evaluation.lira import (ATTACKS, FPR_LEVELS, attack_metrics, logit_confidence_from_logits, memorisation, offline_lira,
                                         online_lira, ulira)
 from unlearn_mc.study.shadows import shadow_stage_id
@@ -97,11 +97,10 @@ def pool_loader(datamodule: UnlearningDataModule, indices) -> DataLoader:
 def build_shadow_set(study: StudySpec, datamodule: UnlearningDataModule, device: torch.device) -> ShadowSet:
     """Score every finished shadow stage of ``study`` on the pool (the stages must have run)."""
     spec = study.analyses["lira"]
-    split, labels = datamodule.split, datamodule.source.train_targets.numpy()
+    split = datamodule.split
     pool = shadow_pool(split)
     members = shadow_membership(len(pool), spec["shadows"], spec["seed"])
-    classes = datamodule.hparams.forget_classes if datamodule.hparams.forget_rule == "class" else None
-    negatives = attack_non_members(split, labels, classes)
+    negatives = datamodule.attack_non_members()
     forget = np.asarray(split.forget)
     attacked = np.searchsorted(pool, np.concatenate([forget, negatives]))
     loader = pool_loader(datamodule, pool.tolist())
