@@ -272,7 +272,9 @@ def lira_cost(study: StudySpec) -> str:
 
     sizes = read(study.output_dir / "split.json").get("sizes", {})
     pool = sizes["forget"] + sizes["retain"] + sizes["val"] if sizes else None
-    return shadow_cost(study, pool, read(study.output_dir / "stages" / "original" / "result.json").get("wall_s"))
+    stages = study.output_dir / "stages"
+    method_s = {m: read(stages / endpoint_stage_id(m) / "result.json").get("wall_s", 0.0) for m in study.analyses["lira"]["methods"]}
+    return shadow_cost(study, pool, read(stages / "original" / "result.json").get("wall_s"), method_s)
 
 
 def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:

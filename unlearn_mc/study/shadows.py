@@ -48,8 +48,11 @@ def plan_shadows(study: StudySpec, stages: list[Stage]) -> list[Stage]:
     return shadows
 
 
-def shadow_cost(study: StudySpec, pool_size: int | None = None, original_s: float | None = None) -> str:
-    """One line: how many shadow trainings and unlearning runs the study adds, and an estimate of their time."""
+def shadow_cost(study: StudySpec, pool_size: int | None = None, original_s: float | None = None,
+                method_s: dict[str, float] | None = None) -> str:
+    """One line: how many shadow trainings and unlearning runs the study adds, and an estimate of their time from the
+    finished ``original`` and method stages (a shadow trains on half the data: between half and all of the original's
+    time; an unlearning run on a shadow: about the method's)."""
     spec = study.analyses["lira"]
     count, methods = spec["shadows"], spec["methods"]
     epochs = study.base["epochs"]
@@ -59,5 +62,7 @@ def shadow_cost(study: StudySpec, pool_size: int | None = None, original_s: floa
     if methods:
         line += f", + {count} × {len(methods)} unlearning runs ({', '.join(methods)})"
     if original_s is not None:
-        line += f"; the original stage took {original_s:.0f} s, so the shadows ≈ {count * original_s / 2:.0f}–{count * original_s:.0f} s"
+        unlearning = count * sum((method_s or {}).get(m, 0.0) for m in methods)
+        line += (f"; the original stage took {original_s:.0f} s, so the shadows ≈ {count * original_s / 2 + unlearning:.0f}–"
+                 f"{count * original_s + unlearning:.0f} s" + (" (unlearning runs included)" if unlearning else ""))
     return line
