@@ -50,7 +50,7 @@ def lira_section(study: StudySpec, rows: list[Row], figure: str | None) -> str:
     text = ("## Membership inference (LiRA)\nPer-example likelihood-ratio attacks with "
             f"{spec['shadows']} shadow models (base recipe, each on a seeded half of D ∪ V; U-LiRA shadows also unlearned with "
             f"{', '.join(spec['methods']) or 'no method'}): members are D_f ({first['n_members']:.0f}), non-members held-out "
-            f"validation samples ({first['n_non_members']:.0f}). `online` compares IN and OUT shadows, `offline` OUT only, `ulira` "
+            f"validation samples chosen by the same forget rule ({first['n_non_members']:.0f}). `online` compares IN and OUT shadows, `offline` OUT only, `ulira` "
             "shadows that unlearned the example against shadows that never saw it. AUC 0.5 and TPR = FPR are chance; ± is the "
             f"half-width of a 95% bootstrap interval over examples ({spec['bootstrap']} resamples). Per-example scores: "
             "`lira_scores.csv`; docs/privacy.md explains the attacks.\n\n" + markdown_table(endpoints))
