@@ -11,8 +11,21 @@ from unlearn_mc.study.report_figures import _save, plt
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import Row, markdown_table
 
-SHOWN = ("model", "attack", "auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_1pct_fpr_ci", "tpr_at_0.1pct_fpr", "tpr_at_0.1pct_fpr_ci",
-         "balanced_accuracy", "balanced_accuracy_ci", "n_members", "n_non_members")
+INTERVALS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")
+
+
+def _cell(row: Row, metric: str) -> str:
+    """``value [low, high]`` (the bootstrap interval; percentile intervals need not be symmetric), or ``mean ± ci``
+    across seeds (the rows of several seeds have no bounds of their own)."""
+    value, low, high = (row.get(f"{metric}{suffix}") for suffix in ("", "_low", "_high"))
+    if isinstance(low, float) and isinstance(high, float) and math.isfinite(low) and math.isfinite(high) and "n_seeds" not in row:
+        return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    half = row.get(f"{metric}_ci")
+    return f"{value:.3f}" + (f" ± {half:.3f}" if isinstance(half, float) and math.isfinite(half) else "")
+
+
+def _shown(row: Row) -> Row:
+    return {"model": row["model"], "attack": row["attack"], **{metric: _cell(row, metric) for metric in INTERVALS}}
 
 
 def lira_figure(rows: list[Row], results: dict[str, dict], path: Path) -> bool:
@@ -45,14 +58,15 @@ def lira_figure(rows: list[Row], results: dict[str, dict], path: Path) -> bool:
 
 def lira_section(study: StudySpec, rows: list[Row], figure: str | None) -> str:
     spec = study.analyses["lira"]
-    endpoints = [{key: row[key] for key in SHOWN if key in row} for row in rows if not row.get("curve")]
+    endpoints = [_shown(row) for row in rows if not row.get("curve")]
     first = rows[0]
     text = ("## Membership inference (LiRA)\nPer-example likelihood-ratio attacks with "
             f"{spec['shadows']} shadow models (base recipe, each on a seeded half of D ∪ V; U-LiRA shadows also unlearned with "
             f"{', '.join(spec['methods']) or 'no method'}): members are D_f ({first['n_members']:.0f}), non-members held-out "
             f"validation samples chosen by the same forget rule ({first['n_non_members']:.0f}). `online` compares IN and OUT shadows, `offline` OUT only, `ulira` "
-            "shadows that unlearned the example against shadows that never saw it. AUC 0.5 and TPR = FPR are chance; ± is the "
-            f"half-width of a 95% bootstrap interval over examples ({spec['bootstrap']} resamples). Per-example scores: "
+            "shadows that unlearned the example against shadows that never saw it. AUC 0.5 and TPR = FPR are chance, on both sides: "
+            "AUC < 0.5 means the forget set looks *less* like training data than unseen data does, which leaks too. Brackets: "
+            f"95% bootstrap interval over examples ({spec['bootstrap']} resamples). Per-example scores: "
             "`lira_scores.csv`; docs/privacy.md explains the attacks.\n\n" + markdown_table(endpoints))
     if figure:
         text += f"\n\nLiRA AUC along t next to MIA efficacy:\n\n![lira]({figure})"
