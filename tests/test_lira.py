@@ -248,3 +248,17 @@ def test_lira_rows_across_seeds_take_the_interval_across_seeds():
     assert row["auc"] == pytest.approx(0.7)
     assert row["auc_ci"] == pytest.approx(stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3))
     assert "auc_ci_ci" not in row and row["n_seeds"] == 3
+
+
+def test_shadow_set_files_are_byte_stable(tmp_path):
+    from unlearn_mc.study.lira import ShadowSet
+
+    rng = np.random.default_rng(0)
+    shadows = ShadowSet(np.arange(6), shadow_membership(6, 4, 0), rng.normal(size=(4, 6)), np.ones((4, 6)), np.array([0, 3]),
+                        np.array([1, 0]), {"ft": rng.normal(size=(4, 6))})
+    shadows.save(tmp_path / "a.npz")
+    shadows.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()  # a rerun keeps a memorised split valid
+    loaded = ShadowSet.load(tmp_path / "a.npz")
+    np.testing.assert_array_equal(loaded.unlearned["ft"], shadows.unlearned["ft"])
+    np.testing.assert_array_equal(loaded.members, shadows.members)

@@ -22,7 +22,8 @@ DEFAULT_TEST_FRACTION = 0.2  # for sources without a test set of their own
 
 
 def _read_memorisation(path: str) -> tuple[tuple[np.ndarray, ...], str]:
-    """((pool indices, mem_i, confidence gap μ_in(φ) − μ_out(φ)), sha256 of the file) from a ``lira_shadows.npz``."""
+    """((pool indices, mem_i, confidence gap μ_in(φ) − μ_out(φ)), sha256 of those three arrays) from a
+    ``lira_shadows.npz``; the digest is of the scores, not of the file's bytes, so rewriting the same scores keeps it."""
     import hashlib
 
     from unlearn_mc.evaluation.lira import fit_gaussians, memorisation
@@ -33,11 +34,13 @@ def _read_memorisation(path: str) -> tuple[tuple[np.ndarray, ...], str]:
     try:
         with np.load(file) as data:
             members = data["members"]
-            pool, scores = data["pool"], memorisation(data["correct"], members)
+            pool, scores = data["pool"].astype(np.int64), memorisation(data["correct"], members)
             gap = fit_gaussians(data["scores"], members).mean - fit_gaussians(data["scores"], ~members).mean
     except (OSError, ValueError, KeyError) as error:
         raise UnlearnMCError(f"memorisation_file {path!r} is not a lira_shadows.npz ({error}).") from None
-    return (pool, scores, gap), hashlib.sha256(file.read_bytes()).hexdigest()
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=dtype).tobytes()
+                                     for a, dtype in ((pool, np.int64), (scores, np.float64), (gap, np.float64))))
+    return (pool, scores, gap), digest.hexdigest()
 
 
 class UnlearningDataModule(L.LightningDataModule):

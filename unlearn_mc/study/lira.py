@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,10 +72,15 @@ class ShadowSet:
         return int(self.members.shape[0])
 
     def save(self, path: Path) -> None:
-        """Write as ``.npz`` through a temporary file (``unlearned_<method>`` per U-LiRA method)."""
+        """Write as ``.npz`` (``unlearned_<method>`` per U-LiRA method) through a temporary file; the archive has fixed
+        timestamps, so the same scores give the same bytes."""
+        arrays = {"pool": self.pool, "members": self.members, "scores": self.scores, "correct": self.correct,
+                  "attacked": self.attacked, "labels": self.labels, **{f"unlearned_{m}": s for m, s in self.unlearned.items()}}
         buffer = io.BytesIO()
-        np.savez(buffer, pool=self.pool, members=self.members, scores=self.scores, correct=self.correct, attacked=self.attacked,
-                 labels=self.labels, **{f"unlearned_{m}": s for m, s in self.unlearned.items()})
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for name, array in arrays.items():
+                with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         temporary.write_bytes(buffer.getvalue())
         os.replace(temporary, path)
