@@ -232,7 +232,7 @@ def test_memorised_rule_persists_its_split_with_the_scores_digest(tmp_path):
     assert read_split(tmp_path / "memorised.json").forget == module.split.forget
     correct[:, 0] = 0.5
     np.savez(scores_file, pool=pool, members=members, correct=correct, scores=np.zeros((4, len(pool))))
-    with pytest.raises(UnlearnMCError, match="another memorisation file"):
+    with pytest.raises(UnlearnMCError, match="other memorisation scores"):
         UnlearningDataModule(**settings).setup()
     with pytest.raises(UnlearnMCError, match="needs memorisation_file"):
         UnlearningDataModule(dataset="digits", forget_rule="memorised")

@@ -80,7 +80,7 @@ class UnlearningDataModule(L.LightningDataModule):
             ``forget`` its members among D_f and the attacked non-members, ``retain`` the rest of its half.
             Evaluation splits are unchanged.
         memorisation_file: for ``forget_rule='memorised'``: a ``lira_shadows.npz`` (``unlearn_mc.study.lira.ShadowSet``)
-            whose shadows give mem_i = P(correct | i ∈ train) − P(correct | i ∉ train); its sha256 is part of the split.
+            whose shadows give mem_i = P(correct | i ∈ train) − P(correct | i ∉ train); a sha256 of the scores is part of the split.
     """
 
     def __init__(

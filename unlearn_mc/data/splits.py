@@ -35,7 +35,7 @@ class SplitSettings:
     split_seed: int
     val_fraction: float
     test_fraction: float | None  # None when the source has its own test set
-    memorisation_sha256: str | None = None  # the ``memorised`` rule: sha256 of the memorisation scores file
+    memorisation_sha256: str | None = None  # the ``memorised`` rule: sha256 of the memorisation scores
 
 
 def settings_dict(settings: SplitSettings) -> dict:
@@ -173,7 +173,7 @@ def write_split(split: Split, path: Path) -> None:
 def _describe_mismatch(stored: SplitSettings, wanted: SplitSettings) -> str:
     for key, value in asdict(wanted).items():
         if key == "memorisation_sha256" and getattr(stored, key) != value:
-            return "it was made from another memorisation file (its sha256 differs)"
+            return "it was made from other memorisation scores (their sha256 differs)"
         old = getattr(stored, key)
         if old != value:
             if key == "labels_sha256":
