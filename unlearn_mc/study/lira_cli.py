@@ -4,7 +4,7 @@
 
 The study's ``analyses.lira`` settings name the shadows; unfinished shadow stages are run first (finished ones are
 reused, as by the study), then each model is attacked: an endpoint of the study by name, or any checkpoint of the
-study's network (``--checkpoint``, U-LiRA with ``--method``'s shadows if given). ``lira.csv`` and ``lira_scores.csv``
+study's network (``--checkpoint``, named by its path; U-LiRA with ``--method``'s shadows if given). ``lira.csv`` and ``lira_scores.csv``
 go to ``--out`` (default ``<output_dir>/lira_cli``), never over existing files. ``lira_models`` is the Python entry.
 """
 
@@ -95,9 +95,9 @@ def main(args: list[str], say: Callable[[str], None] = print) -> Path:
             raise UnlearnMCError(f"{str(out / name)!r} exists; choose another --out or delete it (results are never overwritten).")
     models: dict[str, nn.Module | None] = {name: None for name in names}
     methods: dict[str, str | None] = {}
-    for path in options.checkpoint:
-        models[Path(path).stem] = load_network_weights(instantiate(study.net), path)
-        methods[Path(path).stem] = options.method
+    for path in options.checkpoint:  # a checkpoint's model is named by its path, as given
+        models[path] = load_network_weights(instantiate(study.net), path)
+        methods[path] = options.method
     with folder_lock(study.output_dir, "study folder"):
         run_shadow_stages(study, say)
         rows, per_example = lira_models(study, models, methods, say=say)
