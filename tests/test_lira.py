@@ -198,7 +198,7 @@ def test_the_bootstrap_roc_is_sklearns_on_the_resampled_examples():
 
 
 def test_memorised_forget_ranks_by_mem_then_the_tie_break():
-    from unlearn_mc.data.splits import memorised_forget
+    from unlearn_mc.data.memorised import memorised_forget
 
     pool = np.array([0, 2, 3, 5, 7, 8])
     mem = np.array([0.5, 0.0, 0.5, 1.0, 0.0, np.nan])

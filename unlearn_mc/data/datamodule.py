@@ -21,28 +21,6 @@ TRAIN_STREAMS = ("full", "retain", "forget")
 DEFAULT_TEST_FRACTION = 0.2  # for sources without a test set of their own
 
 
-def _read_memorisation(path: str) -> tuple[tuple[np.ndarray, ...], str]:
-    """((pool indices, mem_i, confidence gap μ_in(φ) − μ_out(φ)), sha256 of those three arrays) from a
-    ``lira_shadows.npz``; the digest is of the scores, not of the file's bytes, so rewriting the same scores keeps it."""
-    import hashlib
-
-    from unlearn_mc.evaluation.lira import fit_gaussians, memorisation
-
-    file = Path(path)
-    if not file.is_file():
-        raise UnlearnMCError(f"memorisation_file {path!r} does not exist; run a study with analyses.lira first (it writes lira_shadows.npz).")
-    try:
-        with np.load(file) as data:
-            members = data["members"]
-            pool, scores = data["pool"].astype(np.int64), memorisation(data["correct"], members)
-            gap = fit_gaussians(data["scores"], members).mean - fit_gaussians(data["scores"], ~members).mean
-    except (OSError, ValueError, KeyError) as error:
-        raise UnlearnMCError(f"memorisation_file {path!r} is not a lira_shadows.npz ({error}).") from None
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=dtype).tobytes()
-                                     for a, dtype in ((pool, np.int64), (scores, np.float64), (gap, np.float64))))
-    return (pool, scores, gap), digest.hexdigest()
-
-
 class UnlearningDataModule(L.LightningDataModule):
     """Serves the training streams a module asks for and the evaluation splits of an unlearning study.
 
@@ -185,7 +163,9 @@ class UnlearningDataModule(L.LightningDataModule):
         )
         memorisation = None
         if hp.forget_rule == "memorised":
-            memorisation, digest = _read_memorisation(hp.memorisation_file)
+            from unlearn_mc.data.memorised import read_memorisation
+
+            memorisation, digest = read_memorisation(hp.memorisation_file)
             settings = dataclasses.replace(settings, memorisation_sha256=digest)
         self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes, memorisation)
         self.memorisation = memorisation

@@ -36,7 +36,7 @@ def attack_non_members(split: Split, labels: np.ndarray, forget_classes: Sequenc
     are alike but for membership: all of V (random forgetting), V's examples of ``forget_classes`` (class
     forgetting), or V's most memorised round(|V|·|D_f|/|D|) examples by the same scores (``memorisation``, the
     memorised rule: atypical members against typical non-members would be told apart by difficulty alone)."""
-    from unlearn_mc.data.splits import memorised_forget
+    from unlearn_mc.data.memorised import memorised_forget
 
     val = np.asarray(split.val, dtype=np.int64)
     if forget_classes:

@@ -78,24 +78,6 @@ def _carve(generator: np.random.Generator, indices: np.ndarray, fraction: float)
     return np.sort(shuffled[:count]), np.sort(shuffled[count:])
 
 
-def memorised_forget(train: np.ndarray, memorisation: tuple[np.ndarray, ...], count: int) -> np.ndarray:
-    """The ``count`` examples of ``train`` with the highest memorisation score mem_i, sorted. ``memorisation`` =
-    (pool indices, mem_i[, a tie-break score]): with few shadows mem_i takes few values (multiples of 1/⌊K/2⌋), so ties
-    are broken by the second score (higher first; ``lira_shadows.npz`` gives the confidence gap μ_in(φ) − μ_out(φ)),
-    then by the lower index."""
-    indices, scores = (np.asarray(a) for a in memorisation[:2])
-    second = np.asarray(memorisation[2]) if len(memorisation) > 2 else np.zeros(len(indices))
-    position = {int(i): p for p, i in enumerate(indices)}
-    missing = [int(i) for i in train if int(i) not in position]
-    if missing:
-        raise UnlearnMCError(f"the memorisation scores cover {len(indices)} pool samples but not training sample {missing[0]} "
-                             f"(and {len(missing) - 1} more); compute them with the same data and split settings.")
-    where = [position[int(i)] for i in train]
-    values, ties = (np.nan_to_num(np.asarray(a, dtype=np.float64)[where], nan=-np.inf) for a in (scores, second))
-    order = np.lexsort((train, -ties, -values))
-    return np.sort(train[order[:count]])
-
-
 def make_split(settings: SplitSettings, labels: torch.Tensor, num_classes: int,
                memorisation: tuple[np.ndarray, ...] | None = None) -> Split:
     """Draw the split that ``settings`` describe, for a pool with these ``labels`` (``memorisation``: the scores the
@@ -119,6 +101,8 @@ def make_split(settings: SplitSettings, labels: torch.Tensor, num_classes: int,
         if settings.forget_rule == "memorised":
             if memorisation is None:
                 raise UnlearnMCError("forget_rule='memorised' needs memorisation scores (data.memorisation_file).")
+            from unlearn_mc.data.memorised import memorised_forget
+
             forget = memorised_forget(train, memorisation, count)
         else:
             forget = np.sort(generator.permutation(train)[:count])
