@@ -71,6 +71,10 @@ def main(args: list[str] | None = None) -> int:
             _tune(arguments[1:])
         elif arguments[:1] == ["plane"]:
             _plane(arguments[1:])
+        elif arguments[:1] == ["lira"]:
+            from unlearn_mc.study.lira_cli import main as lira_main
+
+            lira_main(arguments[1:])
         else:
             UnlearnMCCLI(args=args, guard=guard)
     except NoFeasibleSetting as error:  # the search ran and wrote its table, but found no setting to use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -36,9 +37,10 @@ class UnlearningDataModule(L.LightningDataModule):
             ``svhn``, ``image_folder``, ``npz``.
         data_dir: folder of the torchvision files or the image tree; for ``npz``, the file.
         download: let torchvision fetch missing files.
-        forget_rule: ``random`` (a fraction or count of D) or ``class`` (all of D's samples of some classes).
-        forget_ratio: fraction of D to forget, in (0, 1), for the random rule.
-        forget_count: number of samples to forget, for the random rule (instead of ``forget_ratio``).
+        forget_rule: ``random`` (a fraction or count of D), ``class`` (all of D's samples of some classes) or
+            ``memorised`` (the fraction or count of D with the highest memorisation score, Zhao et al. 2024).
+        forget_ratio: fraction of D to forget, in (0, 1), for the random and memorised rules.
+        forget_count: number of samples to forget, for the random and memorised rules (instead of ``forget_ratio``).
         forget_classes: class ids to forget, for the class rule.
         exclude_forget_classes_from_test: under the class rule, leave the forgotten classes out of
             ``test`` (they are always reported on their own as ``test_forget_class``).
@@ -51,6 +53,12 @@ class UnlearningDataModule(L.LightningDataModule):
         eval_retain_max: cap on the retain evaluation subset (None: all of D_r).
         batch_size, eval_batch_size, num_workers: loader settings.
         image_size: resize target for ``image_folder``.
+        shadow_count, shadow_index, shadow_seed: with ``shadow_count`` = K set, the training streams are those of
+            shadow model ``shadow_index`` of K (``unlearn_mc.data.shadows``): ``full`` its seeded half of D ∪ V,
+            ``forget`` its members among D_f and the attacked non-members, ``retain`` the rest of its half.
+            Evaluation splits are unchanged.
+        memorisation_file: for ``forget_rule='memorised'``: a ``lira_shadows.npz`` (``unlearn_mc.study.lira.ShadowSet``)
+            whose shadows give mem_i = P(correct | i ∈ train) − P(correct | i ∉ train); a sha256 of the scores is part of the split.
     """
 
     def __init__(
@@ -58,7 +66,7 @@ class UnlearningDataModule(L.LightningDataModule):
         dataset: str = "digits",
         data_dir: str = "datasets",
         download: bool = False,
-        forget_rule: Literal["random", "class"] = "random",
+        forget_rule: Literal["random", "class", "memorised"] = "random",
         forget_ratio: float | None = 0.1,
         forget_count: int | None = None,
         forget_classes: list[int] | None = None,
@@ -74,13 +82,21 @@ class UnlearningDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 0,
         image_size: int = 32,
+        shadow_count: int | None = None,
+        shadow_index: int = 0,
+        shadow_seed: int = 0,
+        memorisation_file: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in SOURCES:
             raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}.")
-        if forget_rule not in ("random", "class"):
-            raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random' or 'class'.")
-        if forget_rule == "random":
+        if forget_rule not in ("random", "class", "memorised"):
+            raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random', 'class' or 'memorised'.")
+        if forget_rule == "memorised" and not memorisation_file:
+            raise UnlearnMCError("forget_rule='memorised' needs memorisation_file, the lira_shadows.npz of a study with analyses.lira.")
+        if forget_rule != "memorised":
+            memorisation_file = None
+        if forget_rule in ("random", "memorised"):
             if forget_count is not None:
                 if forget_count < 1:
                     raise UnlearnMCError(f"forget_count={forget_count} must be at least 1.")
@@ -105,11 +121,14 @@ class UnlearningDataModule(L.LightningDataModule):
                 raise UnlearnMCError(f"{name}={value} must be at least 1.")
         if eval_retain_max is not None and eval_retain_max < 1:
             raise UnlearnMCError(f"eval_retain_max={eval_retain_max} must be at least 1 (or null for all of D_r).")
+        if shadow_count is not None and (shadow_count < 2 or not 0 <= shadow_index < shadow_count):
+            raise UnlearnMCError(f"shadow_count={shadow_count}, shadow_index={shadow_index}: use at least 2 shadows and an index in 0..K-1.")
         self.save_hyperparameters()
         self.dataset_name = dataset
         self.split_file = Path(split_file) if split_file else Path("checkpoints") / dataset / "split.json"
         self.source: SourceData | None = None
         self.split: Split | None = None
+        self.memorisation: tuple[np.ndarray, ...] | None = None  # the memorised rule's scores, once set up
         # stream → (epoch → positions within the stream released that epoch); set by a data curriculum
         self.stream_schedules: dict[str, Callable[[int], Sequence[int]]] = {}
 
@@ -140,8 +159,16 @@ class UnlearningDataModule(L.LightningDataModule):
             split_seed=hp.split_seed,
             val_fraction=hp.val_fraction,
             test_fraction=None if source.test is not None else hp.test_fraction,
+            memorisation_sha256=None,
         )
-        self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes)
+        memorisation = None
+        if hp.forget_rule == "memorised":
+            from unlearn_mc.data.memorised import read_memorisation
+
+            memorisation, digest = read_memorisation(hp.memorisation_file)
+            settings = dataclasses.replace(settings, memorisation_sha256=digest)
+        self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes, memorisation)
+        self.memorisation = memorisation
         self.source = source
 
     # ----------------------------------------------------------- the datasets
@@ -151,7 +178,15 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def _stream_indices(self, stream: str) -> list[int]:
         self._require_setup()
-        indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
+        hp = self.hparams
+        if hp.shadow_count is not None:
+            from unlearn_mc.data.shadows import shadow_streams
+
+            classes = hp.forget_classes if hp.forget_rule == "class" else None
+            indices = shadow_streams(self.split, self.source.train_targets.numpy(), classes, hp.shadow_count, hp.shadow_index,
+                                     hp.shadow_seed, self.memorisation)
+        else:
+            indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
         if stream not in indices:
             raise UnlearnMCError(f"unknown training stream {stream!r}; use one of {', '.join(TRAIN_STREAMS)}.")
         return list(indices[stream])
@@ -168,6 +203,19 @@ class UnlearningDataModule(L.LightningDataModule):
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             indices = [indices[position] for position in schedule(epoch)]
         return self._train_view(indices, augmented=True)
+
+    def attack_non_members(self) -> np.ndarray:
+        """The held-out non-members membership inference attacks against D_f (``unlearn_mc.data.shadows``)."""
+        from unlearn_mc.data.shadows import attack_non_members
+
+        self._require_setup()
+        classes = self.hparams.forget_classes if self.hparams.forget_rule == "class" else None
+        return attack_non_members(self.split, self.source.train_targets.numpy(), classes, self.memorisation)
+
+    def pool_dataset(self, indices: Sequence[int]) -> Dataset:
+        """Examples of the training pool by pool index, without augmentation (e.g. for membership inference)."""
+        self._require_setup()
+        return self._train_view(indices, augmented=False)
 
     def scoring_dataset(self, stream: str) -> Dataset:
         """All of a training stream without augmentation, in the order the positions of ``stream_schedules`` refer to."""

@@ -35,6 +35,15 @@ class SplitSettings:
     split_seed: int
     val_fraction: float
     test_fraction: float | None  # None when the source has its own test set
+    memorisation_sha256: str | None = None  # the ``memorised`` rule: sha256 of the memorisation scores
+
+
+def settings_dict(settings: SplitSettings) -> dict:
+    """The settings as a dict; ``memorisation_sha256`` only when set, so splits written before it existed keep their fingerprint."""
+    body = asdict(settings)
+    if body.get("memorisation_sha256") is None:
+        body.pop("memorisation_sha256", None)
+    return body
 
 
 @dataclass
@@ -54,7 +63,7 @@ class Split:
 
     def fingerprint(self) -> str:
         """sha256 over the settings and every index list, in a canonical JSON form."""
-        body = {"settings": asdict(self.settings), "forget": self.forget, "retain": self.retain, "val": self.val, "test": self.test}
+        body = {"settings": settings_dict(self.settings), "forget": self.forget, "retain": self.retain, "val": self.val, "test": self.test}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -69,8 +78,10 @@ def _carve(generator: np.random.Generator, indices: np.ndarray, fraction: float)
     return np.sort(shuffled[:count]), np.sort(shuffled[count:])
 
 
-def make_split(settings: SplitSettings, labels: torch.Tensor, num_classes: int) -> Split:
-    """Draw the split that ``settings`` describe, for a pool with these ``labels``."""
+def make_split(settings: SplitSettings, labels: torch.Tensor, num_classes: int,
+               memorisation: tuple[np.ndarray, ...] | None = None) -> Split:
+    """Draw the split that ``settings`` describe, for a pool with these ``labels`` (``memorisation``: the scores the
+    ``memorised`` rule ranks by)."""
     generator = np.random.default_rng(settings.split_seed)
     pool = np.arange(settings.pool_size)
     test = np.array([], dtype=np.int64)
@@ -87,7 +98,14 @@ def make_split(settings: SplitSettings, labels: torch.Tensor, num_classes: int) 
         count = settings.forget_count if settings.forget_count is not None else int(round(settings.forget_ratio * len(train)))
         if count > len(train):
             raise UnlearnMCError(f"forget_count={count} exceeds the {len(train)} training samples of {settings.dataset}.")
-        forget = np.sort(generator.permutation(train)[:count])
+        if settings.forget_rule == "memorised":
+            if memorisation is None:
+                raise UnlearnMCError("forget_rule='memorised' needs memorisation scores (data.memorisation_file).")
+            from unlearn_mc.data.memorised import memorised_forget
+
+            forget = memorised_forget(train, memorisation, count)
+        else:
+            forget = np.sort(generator.permutation(train)[:count])
     if len(forget) == 0:
         raise UnlearnMCError(f"the forget set is empty for {settings.dataset} with rule {settings.forget_rule!r}; forget at least one sample.")
     if len(forget) == len(train):
@@ -99,7 +117,7 @@ def make_split(settings: SplitSettings, labels: torch.Tensor, num_classes: int) 
 def _split_to_json(split: Split) -> dict:
     return {
         "format_version": SPLIT_FORMAT_VERSION,
-        "settings": asdict(split.settings),
+        "settings": settings_dict(split.settings),
         "fingerprint": split.fingerprint(),
         "sizes": {"forget": len(split.forget), "retain": len(split.retain), "val": len(split.val), "test": len(split.test)},
         "forget": split.forget,
@@ -138,6 +156,8 @@ def write_split(split: Split, path: Path) -> None:
 
 def _describe_mismatch(stored: SplitSettings, wanted: SplitSettings) -> str:
     for key, value in asdict(wanted).items():
+        if key == "memorisation_sha256" and getattr(stored, key) != value:
+            return "it was made from other memorisation scores (their sha256 differs)"
         old = getattr(stored, key)
         if old != value:
             if key == "labels_sha256":
@@ -146,7 +166,8 @@ def _describe_mismatch(stored: SplitSettings, wanted: SplitSettings) -> str:
     return "its settings differ"
 
 
-def load_or_create_split(path: str | os.PathLike, settings: SplitSettings, labels: torch.Tensor, num_classes: int) -> Split:
+def load_or_create_split(path: str | os.PathLike, settings: SplitSettings, labels: torch.Tensor, num_classes: int,
+                         memorisation: tuple[np.ndarray, ...] | None = None) -> Split:
     """Reuse the split at ``path`` if its settings equal ``settings``; create and persist it if absent.
 
     A stored split whose settings differ is an error naming the first difference; it is never replaced.
@@ -160,7 +181,7 @@ def load_or_create_split(path: str | os.PathLike, settings: SplitSettings, label
                 "delete it or set data.split_file to another path."
             )
         return stored
-    split = make_split(settings, labels, num_classes)
+    split = make_split(settings, labels, num_classes, memorisation)
     try:
         write_split(split, path)
     except OSError as error:

@@ -1,6 +1,7 @@
 """From a study to an ordered list of stages, each an ordinary ``unlearn-mc`` config.
 
-Stage ids: ``original``, ``retrain``, ``method-<name>``, ``curve-<family>-<start>--<end>``.
+Stage ids: ``original``, ``retrain``, ``method-<name>``, ``curve-<family>-<start>--<end>``, and with
+``analyses.lira`` the shadow models ``shadow-<k>`` and ``shadow-<k>-<method>`` (``unlearn_mc.study.shadows``).
 Every stage writes under ``<output_dir>/stages/<id>/`` and logs to the TensorBoard run
 ``<output_dir>/tensorboard/<id>/``.
 """
@@ -8,45 +9,21 @@ Every stage writes under ``<output_dir>/stages/<id>/`` and logs to the TensorBoa
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from unlearn_mc.study.shadows import plan_shadows
 from unlearn_mc.study.spec import FamilySpec, StudySpec
+from unlearn_mc.study.stages import PATH_FAMILY_NAME, Stage, curve_stage_id, endpoint_stage_id
+
+__all__ = ["PATH_FAMILY", "Stage", "curve_stage_id", "endpoint_stage_id", "plan_study"]  # Stage and the ids re-exported
 
 BASE_MODULE = "unlearn_mc.training.BaseTraining"
 CURVE_MODULE = "unlearn_mc.curves.CurveModule"
 DATA_MODULE = "unlearn_mc.data.UnlearningDataModule"
 PATH_FAMILY = FamilySpec(
-    name="line", curve="linear", num_bends=2, epochs=0, objective="retain_ce", objective_args=None,
+    name=PATH_FAMILY_NAME, curve="linear", num_bends=2, epochs=0, objective="retain_ce", objective_args=None,
     optimizer={"class_path": "torch.optim.SGD", "init_args": {}}, init="midpoint", t_sampler="uniform", l2=0.0,
 )
-
-
-@dataclass
-class Stage:
-    """One unit of work: ``command`` (``fit`` or ``validate``) on the LightningCLI ``config``."""
-
-    id: str
-    kind: str  # base | method | curve
-    command: str
-    config: dict[str, Any]
-    depends: list[str] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def directory(self, root: Path) -> Path:
-        return root / "stages" / self.id
-
-    def checkpoint(self, root: Path) -> Path:
-        return self.directory(root) / "model.ckpt"
-
-
-def endpoint_stage_id(name: str) -> str:
-    return name if name in ("original", "retrain") else f"method-{name}"
-
-
-def curve_stage_id(family: str, start: str, end: str) -> str:
-    return f"curve-{family}-{start}--{end}"
 
 
 def _config(study: StudySpec, seed: int, epochs: int, model: dict, trainer: dict | None = None) -> dict[str, Any]:
@@ -91,7 +68,7 @@ def plan_study(study: StudySpec) -> list[Stage]:
             continue
         seen.add(stage_id)
         stages.append(_curve_stage(study, stage_id, family, start, end, checkpoint))
-    return stages
+    return stages + plan_shadows(study, stages)
 
 
 def _curve_stage(study: StudySpec, stage_id: str, family: FamilySpec, start: str, end: str, checkpoint: dict[str, str]) -> Stage:

@@ -9,6 +9,7 @@ from typing import Any
 
 from unlearn_mc.study.endpoint_status import endpoint_statuses
 from unlearn_mc.study.plane import plane_section
+from unlearn_mc.study.report_lira import lira_figure, lira_section
 from unlearn_mc.study.report_figures import heatmap_figure, paths_figure, relearn_figure
 from unlearn_mc.study.report_tables import barrier_matrices, build_tables
 from unlearn_mc.study.seeds import SeedRun, aggregate_matrices, aggregate_tables
@@ -126,6 +127,8 @@ def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_s
         figure(f"paths_from_{source}", lambda path, source=source: paths_figure(study, per_seed_results, source, path) or True)
     if tables.get("relearn"):
         figure("relearn", lambda path: relearn_figure(tables["relearn"], path) or True)
+    if tables.get("lira"):
+        figure("lira", lambda path: lira_figure(tables["lira"], per_seed_results[0] if len(per_seed_results) == 1 else {}, path) or None)
 
     tolerance = study.evaluation["tolerance"]
     sections: list[str] = []
@@ -180,6 +183,8 @@ def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_s
         section("relearn", lambda: relearn_section(study, tables["relearn"]))
     if plane:
         section("plane", lambda: plane_section(study, plane))
+    if tables.get("lira"):
+        section("lira", lambda: lira_section(study, tables["lira"], figures.get("lira")))
     files = [f"- `{name}.csv`" for name, rows in tables.items() if rows]
     if tables.get("relearn") and len(per_seed_results) == 1:
         files.append("- `relearn_split.json`: the D_f samples the relearning attack fine-tunes on and those it scores")

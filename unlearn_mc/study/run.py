@@ -24,6 +24,7 @@ from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_
 from unlearn_mc.study.plan import endpoint_stage_id, plan_study
 from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.run_guard import folder_lock
+from unlearn_mc.study.lira_analysis import lira_rows, log_lira
 from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status
 from unlearn_mc.study.report import write_report, write_seeds_report
 from unlearn_mc.study.report_figures import relearn_steps
@@ -128,8 +129,9 @@ def _relearn_rows(study: StudySpec, trained: list[dict], curves, datamodule: Unl
 def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str], None] = print,
                  statuses: dict[str, dict] | None = None, failures: Failures | None = None,
                  datamodule: UnlearningDataModule | None = None) -> dict[str, list[Row]]:
-    """Ensembles along each trained curve, and the relearning attack on the controls, the method endpoints and each
-    trained curve's best t and ensemble members.
+    """Ensembles along each trained curve, the relearning attack on the controls, the method endpoints and each
+    trained curve's best t and ensemble members, and (``analyses.lira``) LiRA / U-LiRA on the endpoints and chosen
+    curve points (``unlearn_mc.study.lira_analysis``).
 
     Each analysis runs on its own: one that raises is recorded in ``failures`` (one sentence) and its CSV is
     removed, and each that finishes has its CSV written at once, so a failure loses nothing else.
@@ -137,7 +139,7 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
     from unlearn_mc.curves import CurveModule
 
     failures = failures if failures is not None else Failures()
-    wanted = [name for name in ("ensemble", "relearn") if study.analyses.get(name) is not None]
+    wanted = [name for name in ("ensemble", "relearn", "lira") if study.analyses.get(name) is not None]
     trained = [r for r in results.values() if r["kind"] == "curve" and r["info"]["num_bends"] > 2]
     if "ensemble" in wanted and not trained:
         wanted.remove("ensemble")  # nothing to ensemble along
@@ -160,13 +162,15 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
 
     analyses: dict[str, list[Row]] = {}
     builders = {"ensemble": lambda: _ensemble_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, loaders, statuses, device),
-                "relearn": lambda: _relearn_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, datamodule, loaders, statuses, device, say)}
+                "relearn": lambda: _relearn_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, datamodule, loaders, statuses, device, say),
+                "lira": lambda: lira_rows(study, results, datamodule, loaders, curve_of, lambda name: _endpoint_net(study, name, device), device, say)}
     for name in wanted:
         say(f"  analyses: {name}")
         rows = failures.attempt(name, builders[name])
         if rows is None:
             say(f"  analyses: {name} failed: {failures.reasons[name]}")
-            (study.output_dir / f"{name}.csv").unlink(missing_ok=True)
+            for leftover in (f"{name}.csv", *(("lira_scores.csv", "lira_shadows.npz") if name == "lira" else ())):
+                (study.output_dir / leftover).unlink(missing_ok=True)
             continue
         analyses[name] = rows
         if rows:
@@ -177,6 +181,19 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
 def _log_analyses(study: StudySpec, analyses: dict[str, list[Row]]) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
+    if analyses.get("lira"):
+        writers: dict[str, SummaryWriter] = {}
+
+        def writer_for(curve: str) -> SummaryWriter:
+            if curve not in writers:
+                writers[curve] = SummaryWriter(str(study.output_dir / "tensorboard" / curve))
+            return writers[curve]
+
+        try:
+            log_lira(writer_for, analyses["lira"])
+        finally:
+            for writer in writers.values():
+                writer.close()
     with SummaryWriter(str(study.output_dir / "tensorboard" / "analyses")) as writer:
         for row in analyses.get("ensemble", []):
             for column in MODEL_COLUMNS:
@@ -231,6 +248,25 @@ def _run_replica(study: StudySpec, say: Callable[[str], None]) -> SeedRun | None
     return SeedRun(study, results, analyses, statuses)
 
 
+def lira_cost(study: StudySpec) -> str:
+    """``shadow_cost`` with the pool size and the original stage's wall time when a finished run left them."""
+    import json
+
+    from unlearn_mc.study.shadows import shadow_cost
+
+    def read(path: Path) -> dict:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    sizes = read(study.output_dir / "split.json").get("sizes", {})
+    pool = sizes["forget"] + sizes["retain"] + sizes["val"] if sizes else None
+    stages = study.output_dir / "stages"
+    method_s = {m: read(stages / endpoint_stage_id(m) / "result.json").get("wall_s", 0.0) for m in study.analyses["lira"]["methods"]}
+    return shadow_cost(study, pool, read(stages / "original" / "result.json").get("wall_s"), method_s)
+
+
 def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
     """Validate the study, run or reuse every stage (once per seed), run the analyses and write ``report.md``
     (with several seeds: each seed's in ``seeds/seed-<s>/``, and the one across seeds); return its path."""
@@ -241,6 +277,8 @@ def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:
     for replica in replicas:
         check_stages(replica)  # refuse a changed stage before the folder is locked (and so created)
     say(f"study {study.path} -> {study.output_dir}" + (f" ({len(replicas)} seeds: {study.seeds})" if len(replicas) > 1 else ""))
+    if study.analyses.get("lira") is not None:
+        say(lira_cost(replicas[0]) + (f", per seed ({len(replicas)} seeds)" if len(replicas) > 1 else ""))
     with contextlib.ExitStack() as held:
         if rank_zero_only.rank == 0:  # DDP's other processes re-run this command while process 0 holds the lock
             held.enter_context(folder_lock(study.output_dir, "study folder"))

@@ -35,6 +35,7 @@ ROW_KEYS = {
     "bn_recalibration": ("model", "curve"),
     "ensemble": ("curve", "model"),
     "relearn": ("curve", "model", "attack"),
+    "lira": ("curve", "model", "attack"),
 }
 PATH_KEYS = ("method",)  # paths_from_<source>
 
@@ -105,6 +106,8 @@ def aggregate_rows(per_seed: Sequence[Sequence[Row]], keys: Sequence[str]) -> li
     merged = []
     for group in groups.values():
         columns = list(dict.fromkeys(column for row in group for column in row))
+        # a per-seed interval (e.g. lira's bootstrap auc_ci) gives way to the interval across seeds
+        columns = [c for c in columns if not (c.endswith("_ci") and c[: -len("_ci")] in columns)]
         out: Row = {}
         for column in columns:
             values = [row.get(column) for row in group]

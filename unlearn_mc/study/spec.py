@@ -377,7 +377,7 @@ def load_study(path: str | Path) -> StudySpec:
     evaluation["t_grid"] = make_t_grid(evaluation.get("t_grid", 11))
     evaluation.setdefault("tolerance", 0.01)  # the MCU tolerance, read by the curve stages and the report
     analyses = dict(raw.get("analyses") or {})
-    _unknown_keys("analyses", analyses, {"ensemble", "relearn", "plane"})
+    _unknown_keys("analyses", analyses, {"ensemble", "relearn", "plane", "lira"})
     ensemble = analyses.get("ensemble")
     if ensemble is not None:
         if not isinstance(ensemble, dict):
@@ -393,6 +393,16 @@ def load_study(path: str | Path) -> StudySpec:
         from unlearn_mc.study.plane_spec import check_plane_spec
 
         check_plane_spec(analyses["plane"], endpoints)
+    if analyses.get("lira") is not None:
+        from unlearn_mc.study.lira_spec import check_lira
+        from unlearn_mc.study.stages import PATH_FAMILY_NAME, curve_stage_id
+
+        curve_ids = [curve_stage_id(family, start, end) for start, end in pairs for family in families]
+        curve_ids += [curve_stage_id(PATH_FAMILY_NAME, source, method) for source in paths_from for method in methods]
+        analyses["lira"] = check_lira(analyses["lira"], list(methods), list(dict.fromkeys(curve_ids)))
+        if not data.get("val_fraction", 0.1):
+            _fail(f"analyses.lira attacks the validation set as non-members, but data.val_fraction={data.get('val_fraction')!r}; "
+                  "set it above 0, e.g. 0.1.")
     output_dir = Path(raw.get("output_dir", f"studies/{path.stem}"))
     return StudySpec(
         path=path, output_dir=output_dir, seed=seed, trainer=dict(raw.get("trainer") or {}), net=net, data=data, base=base,
