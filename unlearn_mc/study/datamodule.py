@@ -1,15 +1,21 @@
-"""The study's DataModule, built the way its stages build it."""
+"""The study's data and finished models, built the way its stages build them: the DataModule, an endpoint's network."""
 
 from __future__ import annotations
 
 import copy
 import sys
 
+import torch
+from torch import nn
+
+from unlearn_mc.checkpoints import load_network_weights
+from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.study.plan import plan_study
 from unlearn_mc.study.runner import quiet_lightning
 from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.stages import endpoint_stage_id
 
 
 def study_datamodule(study: StudySpec) -> UnlearningDataModule:
@@ -31,3 +37,9 @@ def study_datamodule(study: StudySpec) -> UnlearningDataModule:
         sys.argv = command_line
     datamodule.setup()
     return datamodule
+
+
+def endpoint_net(study: StudySpec, name: str, device: torch.device) -> nn.Module:
+    """The network of the finished endpoint ``name`` (``original``, ``retrain`` or a method), in eval mode on ``device``."""
+    path = study.output_dir / "stages" / endpoint_stage_id(name) / "model.ckpt"
+    return load_network_weights(instantiate(study.net), path).to(device).eval()

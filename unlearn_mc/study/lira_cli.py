@@ -42,17 +42,17 @@ def lira_models(study: StudySpec, models: Mapping[str, nn.Module | None], method
                 shadows: ShadowSet | None = None, datamodule=None, say: Callable[[str], None] = print) -> tuple[list[Row], list[Row]]:
     """(rows of ``lira.csv``, rows of ``lira_scores.csv``) for ``models`` (label → network; None: the study's endpoint
     of that name). ``methods`` names the U-LiRA shadows per label (default: the endpoint's own, if unlearned)."""
-    from unlearn_mc.study.run import _datamodule, _endpoint_net
+    from unlearn_mc.study.datamodule import endpoint_net, study_datamodule
 
     spec = study.analyses["lira"]
     device = default_device(study)
-    datamodule = datamodule if datamodule is not None else _datamodule(study)
+    datamodule = datamodule if datamodule is not None else study_datamodule(study)
     shadows = shadows if shadows is not None else build_shadow_set(study, datamodule, device)
     classes = datamodule.source.train_targets.numpy()
     rows, per_example = [], []
     for label, net in models.items():
         say(f"lira on {label}")
-        net = _endpoint_net(study, label, device) if net is None else net.to(device).eval()
+        net = endpoint_net(study, label, device) if net is None else net.to(device).eval()
         method = (methods or {}).get(label, label if label in shadows.unlearned else None)
         found, ratios, target = attack_model(net, shadows, datamodule, device, spec["attacks"], method=method,
                                              variance=spec["variance"], bootstrap=spec["bootstrap"], seed=study.seed)

@@ -29,17 +29,12 @@ from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes
 from unlearn_mc.study.report import write_report, write_seeds_report
 from unlearn_mc.study.report_figures import relearn_steps
 from unlearn_mc.study.runner import check_stages, default_device, quiet_lightning, run_stages, write_json_atomically
-from unlearn_mc.study.datamodule import study_datamodule
+from unlearn_mc.study.datamodule import endpoint_net, study_datamodule
 from unlearn_mc.study.seeds import SeedRun, seed_replicas
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Failures, Row, write_csv
 from unlearn_mc.study.tuning.calibrate import apply_tuning
 from unlearn_mc.study.tensorboard import log_study_curves
-
-
-def _endpoint_net(study: StudySpec, name: str, device: torch.device):
-    path = study.output_dir / "stages" / endpoint_stage_id(name) / "model.ckpt"
-    return load_network_weights(instantiate(study.net), path).to(device).eval()
 
 
 def _finite_or_reason(metrics: dict[str, float], where: str) -> tuple[str, str]:
@@ -72,7 +67,7 @@ def _relearn_models(study: StudySpec, trained: list[dict], curves, loaders, stat
     """(curve, model, endpoint_status, net), one at a time: the controls and every method endpoint once, then (unless
     ``relearn.curve_points`` is false) each trained curve's best t and ensemble members (BatchNorm recalibrated on the retain data at each t, as in the curve evaluation)."""
     for name in study.endpoints:
-        yield "", name, pair_status(statuses, name), _endpoint_net(study, name, device)
+        yield "", name, pair_status(statuses, name), endpoint_net(study, name, device)
     if not study.analyses["relearn"].get("curve_points", True):
         return
     bn_batches = study.evaluation.get("bn_batches")
@@ -163,7 +158,7 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
     analyses: dict[str, list[Row]] = {}
     builders = {"ensemble": lambda: _ensemble_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, loaders, statuses, device),
                 "relearn": lambda: _relearn_rows(study, trained, {r["stage"]: curve_of(r) for r in trained}, datamodule, loaders, statuses, device, say),
-                "lira": lambda: lira_rows(study, results, datamodule, loaders, curve_of, lambda name: _endpoint_net(study, name, device), device, say)}
+                "lira": lambda: lira_rows(study, results, datamodule, loaders, curve_of, lambda name: endpoint_net(study, name, device), device, say)}
     for name in wanted:
         say(f"  analyses: {name}")
         rows = failures.attempt(name, builders[name])
