@@ -53,6 +53,8 @@ class UnlearningDataModule(L.LightningDataModule):
         image_size: resize target for ``image_folder``.
     """
 
+    sources: tuple[str, ...] = SOURCES  # the dataset names this DataModule reads (a subclass reading others sets its own)
+
     def __init__(
         self,
         dataset: str = "digits",
@@ -76,8 +78,8 @@ class UnlearningDataModule(L.LightningDataModule):
         image_size: int = 32,
     ) -> None:
         super().__init__()
-        if dataset not in SOURCES:
-            raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}.")
+        if dataset not in self.sources:
+            raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(self.sources)}.")
         if forget_rule not in ("random", "class"):
             raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random' or 'class'.")
         if forget_rule == "random":
@@ -128,7 +130,7 @@ class UnlearningDataModule(L.LightningDataModule):
         if self.split is not None:
             return
         hp = self.hparams
-        source = load_source(hp.dataset, hp.data_dir, hp.download, hp.image_size)
+        source = self.load_source()
         settings = SplitSettings(
             dataset=hp.dataset,
             pool_size=len(source.train_targets),
@@ -143,6 +145,11 @@ class UnlearningDataModule(L.LightningDataModule):
         )
         self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes)
         self.source = source
+
+    def load_source(self) -> SourceData:
+        """The training pool and test set of ``dataset`` (a subclass reading other data overrides this)."""
+        hp = self.hparams
+        return load_source(hp.dataset, hp.data_dir, hp.download, hp.image_size)
 
     # ----------------------------------------------------------- the datasets
     def _train_view(self, indices: Sequence[int], augmented: bool) -> Dataset:
@@ -222,6 +229,7 @@ class UnlearningDataModule(L.LightningDataModule):
             drop_last=False,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
+            collate_fn=self.source.collate_fn,
         )
 
     def requested_streams(self) -> tuple[str, ...]:

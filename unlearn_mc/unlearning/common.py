@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from unlearn_mc.data.padding import cat_padded
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import UnlearningModule, frozen_copy
 
@@ -34,9 +35,10 @@ def joint_logits(forward: Callable[[Tensor], Tensor], *inputs: Tensor) -> tuple[
 
     Methods whose papers train on a mixed forget ∪ retain batch use it, so that BatchNorm in
     training mode normalises forget and retain samples with shared batch statistics (a forget
-    batch alone, e.g. one class under class forgetting, would be normalised by its own).
+    batch alone, e.g. one class under class forgetting, would be normalised by its own). Token
+    batches of different lengths are right-padded to a common length first (``cat_padded``).
     """
-    logits = forward(torch.cat(inputs))
+    logits = forward(cat_padded(inputs))
     return tuple(logits.split([len(x) for x in inputs]))
 
 
