@@ -12,7 +12,7 @@ FILLER = "the movie film plot actor story was is very quite a".split()
 
 TINY_BERT = dict(model_type="bert", vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=32, max_position_embeddings=64)
-TINY_GPT2 = dict(model_type="gpt2", vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=64)
+TINY_GPT2 = dict(model_type="gpt2", vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=64, bos_token_id=1, eos_token_id=1)
 
 
 def write_sentiment_jsonl(path: Path, count: int = 80, seed: int = 0) -> Path:

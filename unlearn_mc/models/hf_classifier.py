@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from unlearn_mc.models.hf_build import build_hf_model, unpad
+from unlearn_mc.models.lora import with_lora
 
 
 class HFSequenceClassifier(nn.Module):
@@ -24,6 +25,8 @@ class HFSequenceClassifier(nn.Module):
         num_classes: number of output logits (the config's ``num_labels``).
         pad_token_id: the id padded positions are given (default: the config's, else 0).
         dtype: ``float32``, ``bfloat16`` or ``float16`` weights.
+        lora: LoRA settings (``r``, ``lora_alpha``, ``target_modules`` …, see ``unlearn_mc.models.lora``): the base is
+            frozen, the adapters and the classifier head train; null trains every weight.
     """
 
     def __init__(
@@ -33,6 +36,7 @@ class HFSequenceClassifier(nn.Module):
         num_classes: int = 2,
         pad_token_id: int | None = None,
         dtype: str = "float32",
+        lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = build_hf_model("AutoModelForSequenceClassification", model_dir, config, dtype, num_labels=num_classes)
@@ -40,6 +44,8 @@ class HFSequenceClassifier(nn.Module):
         self.pad_token_id = pad_token_id if pad_token_id is not None else (configured if configured is not None else 0)
         if self.model.config.pad_token_id is None:  # GPT-2-style classifiers find each sequence's last token by it
             self.model.config.pad_token_id = self.pad_token_id
+        if lora is not None:
+            self.model = with_lora(self.model, lora, "SEQ_CLS")
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
         ids, mask = unpad(input_ids, attention_mask, self.pad_token_id)
