@@ -26,8 +26,9 @@ class TextEncoder:
     ``vocab_size`` is the number of ids (the embedding size a network needs) and ``pad_token_id`` the id the
     tokenizer pads with (a network maps the batches' ``PAD_ID`` positions to it)."""
 
-    def __init__(self, encode_batch, vocab_size: int, pad_token_id: int, eos_token_id: int | None = None) -> None:
+    def __init__(self, encode_batch, vocab_size: int, pad_token_id: int, eos_token_id: int | None = None, decode=None) -> None:
         self._encode_batch = encode_batch
+        self._decode = decode
         self.vocab_size = vocab_size
         self.pad_token_id = pad_token_id
         self.eos_token_id = eos_token_id
@@ -39,6 +40,10 @@ class TextEncoder:
             ids = list(ids)[:max_length] or [self.pad_token_id]
             out.append(torch.tensor(ids, dtype=torch.long))
         return out
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids``, special tokens left out."""
+        return self._decode(list(ids))
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> TextEncoder:
@@ -57,7 +62,7 @@ class TextEncoder:
         def encode_batch(texts: list[str], special: bool):
             return tokenizer(texts, add_special_tokens=special)["input_ids"]
 
-        return cls(encode_batch, len(tokenizer), pad, tokenizer.eos_token_id)
+        return cls(encode_batch, len(tokenizer), pad, tokenizer.eos_token_id, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
 
     @classmethod
     def train_local(cls, texts: Sequence[str], vocab_size: int) -> TextEncoder:
@@ -76,7 +81,7 @@ class TextEncoder:
             encoded = [item.ids for item in tokenizer.encode_batch(texts)]
             return [[cls_id, *ids] for ids in encoded] if special else encoded
 
-        return cls(encode_batch, vocab_size, tokenizer.token_to_id("[PAD]"), sep_id)
+        return cls(encode_batch, vocab_size, tokenizer.token_to_id("[PAD]"), sep_id, lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
 
 
 def text_encoder(tokenizer: str | None, texts: Sequence[str], vocab_size: int) -> TextEncoder:
