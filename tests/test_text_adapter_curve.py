@@ -4,6 +4,7 @@ base once in its own dtype (bf16), reproduces both endpoints exactly and holds f
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from text_helpers import TINY_GPT2
@@ -60,3 +61,24 @@ def test_adapter_curve_holds_less_than_a_full_weight_curve():
     assert full_bytes["total"] >= 3 * 4 * sum(p.numel() for p in full_net.parameters())
     assert adapter_bytes["total"] < base_bf16 + 3 * 4 * adapter_bytes["bent_values"] + held_bytes(lora_net) * 0.1
     assert adapter_bytes["total"] < 0.5 * full_bytes["total"]
+
+
+def test_lora_classifier_unlearns_from_its_own_weights_and_its_curve_bends_adapters_and_head(tmp_path):
+    from text_helpers import TINY_BERT
+
+    from unlearn_mc.models import HFSequenceClassifier
+    from unlearn_mc.unlearning import KLRetain
+
+    torch.manual_seed(0)
+    net = HFSequenceClassifier(config=dict(TINY_BERT), num_classes=2, lora={"r": 2, "target_modules": ["query", "value"]})
+    trainable = [name for name, p in net.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name or "classifier.modules_to_save" in name for name in trainable)
+    module = KLRetain(net=net, original=None, forget="npo")  # original: null -> the net as built is the original
+    ids, labels = torch.randint(0, 64, (4, 7)), torch.tensor([0, 1, 0, 1])
+    loss = module.loss(net.eval(), {"forget": (ids, labels), "retain": (ids, labels)})
+    # at θ = θ_ref NPO's term is (2/β)·softplus(0) = (2/β)·log 2 and the KL to the original is 0
+    torch.testing.assert_close(loss, torch.tensor(2 / 0.1 * math.log(2.0)), atol=1e-4, rtol=0)
+    start, end = moved(net, 1), moved(net, 2)
+    curve = CurveModule(copy.deepcopy(net), start=start, end=end, curve="bezier", num_bends=3).eval()
+    assert curve.endpoints.shape[1] == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert torch.equal(curve(ids, t=0.0), start(ids)) and torch.equal(curve(ids, t=1.0), end(ids))
