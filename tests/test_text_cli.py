@@ -80,3 +80,22 @@ def test_original_two_methods_bezier_curve_and_evaluation_along_t(workdir):
     assert [float(row["t"]) for row in rows] == pytest.approx([k / 10 for k in range(11)])
     assert {"forget_acc", "retain_acc", "test_acc", "mia_efficacy"} <= set(rows[0])
     assert (logs[-1].parent / "curve_summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_text_study_runs_every_stage_and_writes_its_report(workdir):
+    data = write_sentiment_jsonl(workdir / "text.jsonl", 80)
+    config = yaml.safe_load((TEXT / "study.yaml").read_text())
+    config["data"]["data_dir"] = str(data)
+    config["output_dir"] = str(workdir / "study")
+    config["base"]["epochs"] = 2
+    config["net"]["init_args"]["config"].update(hidden_size=16, intermediate_size=32)
+    for method in config["methods"].values():
+        method["epochs"] = 1
+    config["curves"]["families"]["bezier"]["epochs"] = 1
+    config["evaluation"]["t_grid"] = 3
+    (workdir / "study.yaml").write_text(yaml.safe_dump(config))
+    assert main(["study", "--config", str(workdir / "study.yaml")]) == 0
+    rows = list(csv.DictReader((workdir / "study" / "methods.csv").open()))
+    assert [row["model"] for row in rows] == ["original", "retrain", "grad_ascent", "grad_diff", "npo"]
+    assert (workdir / "study" / "report.md").is_file() and (workdir / "study" / "curves.csv").is_file()
