@@ -13,7 +13,6 @@ every metric reads both kinds of output through the same functions.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
