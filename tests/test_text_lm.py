@@ -133,3 +133,14 @@ def test_tiny_lm_original_two_methods_bezier_curve_and_evaluation(tmp_path, monk
     assert [float(r["t"]) for r in rows] == pytest.approx([0, 0.25, 0.5, 0.75, 1]) and "forget_loss" in rows[0]
     tofu_metrics = json.loads((logs[1] / "tofu_eval.json").read_text())
     assert {"forget_ppl", "retain_ppl", "forget_rouge_l", "retain_rouge_l", "forget_truth_ratio"} <= set(tofu_metrics)
+
+
+def test_greedy_answers_of_a_hugging_face_model_match_token_by_token_decoding():
+    torch.manual_seed(0)
+    net = HFCausalLM(config=dict(TINY_GPT2)).eval()
+    prompt = torch.tensor([5, 9, 2, 7])
+
+    def plain(ids):  # the same network without a .model attribute: decoded without the cache
+        return net(ids)
+
+    assert greedy_answer(net, prompt, 8, eos_token_id=1) == greedy_answer(plain, prompt, 8, eos_token_id=1)

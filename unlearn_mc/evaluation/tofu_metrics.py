@@ -42,7 +42,16 @@ def answer_nll(forward: Forward, samples: Sequence[tuple[Tensor, Tensor]], devic
 
 @torch.no_grad()
 def greedy_answer(forward: Forward, prompt_ids: Tensor, max_new_tokens: int, eos_token_id: int | None) -> list[int]:
-    """The argmax continuation of ``prompt_ids``, one token at a time, until EOS or ``max_new_tokens``."""
+    """The argmax continuation of ``prompt_ids``, one token at a time, until EOS or ``max_new_tokens``.
+
+    A Hugging Face wrapper (``forward.model.generate``, e.g. ``HFCausalLM``) decodes with its key-value cache
+    (``do_sample=False``: the same argmax tokens); any other forward recomputes the whole sequence per token."""
+    generate = getattr(getattr(forward, "model", None), "generate", None)
+    if callable(generate):
+        pad = getattr(forward, "pad_token_id", 0)
+        out = generate(input_ids=prompt_ids[None], attention_mask=torch.ones_like(prompt_ids[None]), max_new_tokens=max_new_tokens,
+                       do_sample=False, eos_token_id=eos_token_id, pad_token_id=pad)[0, len(prompt_ids):].tolist()
+        return out[: out.index(eos_token_id)] if eos_token_id in out else out
     ids, new = prompt_ids[None], []
     for _ in range(max_new_tokens):
         token = int(forward(ids)[0, -1].argmax())
