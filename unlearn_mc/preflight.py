@@ -43,9 +43,10 @@ def _probe_forward(module: L.LightningModule):
 
 
 @torch.no_grad()
-def check_network_takes_data(module: L.LightningModule, sample: torch.Tensor, num_classes: int, dataset: str) -> None:
+def check_network_takes_data(module: L.LightningModule, sample: torch.Tensor, num_classes: int | None, dataset: str) -> None:
     """Run the network once on two copies of one evaluation sample (modes restored): refuse inputs it cannot
-    take (e.g. another channel count) and an output with another number of logits than the data has classes."""
+    take (e.g. another channel count) and an output with another number of logits than the data has classes.
+    With ``num_classes=None`` (a causal LM's data) the output may also be next-token logits (batch, length, vocab)."""
     forward = _probe_forward(module)
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -62,10 +63,12 @@ def check_network_takes_data(module: L.LightningModule, sample: torch.Tensor, nu
     finally:
         for m, training in modes:
             m.train(training)
+    if num_classes is None and isinstance(logits, torch.Tensor) and logits.ndim == 3 and logits.shape[:2] == (2, len(sample)):
+        return
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise UnlearnMCError(f"the network must return logits of shape (batch, classes), but on 2 {dataset} samples it returned {shape}.")
-    if logits.shape[1] != num_classes:
+    if num_classes is not None and logits.shape[1] != num_classes:
         raise UnlearnMCError(
             f"the {dataset} labels run from 0 to {num_classes - 1} but the network outputs {logits.shape[1]} logits; "
             f"set the net's num_classes to {num_classes}."

@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn_mc.checkpoints import network_state_from_source
 from unlearn_mc.data.batches import cat_inputs
+from unlearn_mc.evaluation.sequence import correct_per_sample, cross_entropy_per_sample
 from unlearn_mc.errors import UnlearnMCError
 
 Forward = Callable[[Tensor], Tensor]
@@ -54,7 +54,7 @@ class RetainCE(CurveObjective):
 
     def __call__(self, forward: Forward, batches: Batches) -> tuple[Tensor, dict[str, Tensor]]:
         inputs, targets = batches["retain"]
-        return F.cross_entropy(forward(inputs).float(), targets), {}
+        return cross_entropy_per_sample(forward(inputs), targets).mean(), {}
 
 
 class RetainMinusForget(CurveObjective):
@@ -117,12 +117,14 @@ class RetainMinusForget(CurveObjective):
         (forget_x, forget_y), (retain_x, retain_y) = batches["forget"], batches["retain"]
         logits = forward(cat_inputs([retain_x, forget_x])).float()
         retain_logits, forget_logits = logits[: len(retain_x)], logits[len(retain_x) :]
-        retain_ce = F.cross_entropy(retain_logits, retain_y)
-        forget_ce = F.cross_entropy(forget_logits, forget_y)
+        if logits.ndim == 3:  # token batches were padded to a common length: score each at its own
+            retain_logits, forget_logits = retain_logits[:, : retain_y.shape[1]], forget_logits[:, : forget_y.shape[1]]
+        retain_ce = cross_entropy_per_sample(retain_logits, retain_y).mean()
+        forget_ce = cross_entropy_per_sample(forget_logits, forget_y).mean()
         if self.adaptive:
             with torch.no_grad():
-                forget_acc = (forget_logits.argmax(-1) == forget_y).float().mean()
-                retain_acc = (retain_logits.argmax(-1) == retain_y).float().mean()
+                forget_acc = correct_per_sample(forget_logits, forget_y).mean()
+                retain_acc = correct_per_sample(retain_logits, retain_y).mean()
                 beta = self.adaptive_beta(forget_acc, retain_acc)
         else:
             beta = torch.tensor(self.beta, device=logits.device)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from unlearn_mc.data.padding import cat_padded
 from unlearn_mc.errors import UnlearnMCError
 
 DEFAULT_LABEL_KEYS = ("labels", "label")
@@ -57,13 +57,13 @@ def call_with(function: Callable[..., Any], inputs: Tensor | ModelInputs) -> Any
 def cat_inputs(inputs: Sequence[Tensor | ModelInputs]) -> Tensor | ModelInputs:
     """Several batches of inputs concatenated along dimension 0 (tensor by tensor for ``ModelInputs``)."""
     if all(isinstance(item, Tensor) for item in inputs):
-        return torch.cat(list(inputs))
+        return cat_padded(inputs)
     if not all(isinstance(item, ModelInputs) for item in inputs):
         raise UnlearnMCError("cannot concatenate a tensor batch with a batch of several inputs; serve every stream in the same form.")
     first = inputs[0]
 
     def joined(values: list[Any]) -> Any:
-        return torch.cat(values) if isinstance(values[0], Tensor) else values[0]
+        return cat_padded(values) if isinstance(values[0], Tensor) else values[0]
 
     args = tuple(joined([item.args[k] for item in inputs]) for k in range(len(first.args)))
     kwargs = {key: joined([item.kwargs[key] for item in inputs]) for key in first.kwargs}

@@ -61,6 +61,8 @@ class UnlearningDataModule(L.LightningDataModule):
             whose shadows give mem_i = P(correct | i ∈ train) − P(correct | i ∉ train); a sha256 of the scores is part of the split.
     """
 
+    sources: tuple[str, ...] = SOURCES  # the dataset names this DataModule reads (a subclass reading others sets its own)
+
     def __init__(
         self,
         dataset: str = "digits",
@@ -88,8 +90,8 @@ class UnlearningDataModule(L.LightningDataModule):
         memorisation_file: str | None = None,
     ) -> None:
         super().__init__()
-        if dataset not in SOURCES:
-            raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}.")
+        if dataset not in self.sources:
+            raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(self.sources)}.")
         if forget_rule not in ("random", "class", "memorised"):
             raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random', 'class' or 'memorised'.")
         if forget_rule == "memorised" and not memorisation_file:
@@ -147,7 +149,7 @@ class UnlearningDataModule(L.LightningDataModule):
         if self.split is not None:
             return
         hp = self.hparams
-        source = load_source(hp.dataset, hp.data_dir, hp.download, hp.image_size)
+        source = self.load_source()
         settings = SplitSettings(
             dataset=hp.dataset,
             pool_size=len(source.train_targets),
@@ -170,6 +172,11 @@ class UnlearningDataModule(L.LightningDataModule):
         self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes, memorisation)
         self.memorisation = memorisation
         self.source = source
+
+    def load_source(self) -> SourceData:
+        """The training pool and test set of ``dataset`` (a subclass reading other data overrides this)."""
+        hp = self.hparams
+        return load_source(hp.dataset, hp.data_dir, hp.download, hp.image_size)
 
     # ----------------------------------------------------------- the datasets
     def _train_view(self, indices: Sequence[int], augmented: bool) -> Dataset:
@@ -270,6 +277,7 @@ class UnlearningDataModule(L.LightningDataModule):
             drop_last=False,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
+            collate_fn=self.source.collate_fn,
         )
 
     def requested_streams(self) -> tuple[str, ...]:

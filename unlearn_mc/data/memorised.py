@@ -14,6 +14,20 @@ import numpy as np
 from unlearn_mc.errors import UnlearnMCError
 
 
+def masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per example i (column): the mean of ``values[k, i]`` over the rows k with ``mask[k, i]``; NaN where there is none."""
+    values, mask = np.asarray(values, dtype=np.float64), np.asarray(mask, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mask, values, 0.0).sum(axis=0) / mask.sum(axis=0)
+
+
+def memorisation(correct: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """mem_i = P(correct | i ∈ train) − P(correct | i ∉ train), estimated as the mean of ``correct[k, i]`` over the IN
+    and the OUT shadows (Feldman & Zhang 2020; Zhao et al. 2024 rank forget sets by it). NaN where a side is empty."""
+    members = np.asarray(members, dtype=bool)
+    return masked_mean(correct, members) - masked_mean(correct, ~members)
+
+
 def memorised_forget(train: np.ndarray, memorisation: tuple[np.ndarray, ...], count: int) -> np.ndarray:
     """The ``count`` examples of ``train`` with the highest memorisation score mem_i, sorted. ``memorisation`` =
     (pool indices, mem_i[, a tie-break score]): with few shadows mem_i takes few values (multiples of 1/⌊K/2⌋), so ties
@@ -37,8 +51,6 @@ def read_memorisation(path: str) -> tuple[tuple[np.ndarray, ...], str]:
     ``lira_shadows.npz``; the digest is of the scores, not of the file's bytes, so rewriting the same scores keeps it."""
     import hashlib
 
-    from unlearn_mc.evaluation.lira import fit_gaussians, memorisation
-
     file = Path(path)
     if not file.is_file():
         raise UnlearnMCError(f"memorisation_file {path!r} does not exist; run a study with analyses.lira first (it writes lira_shadows.npz).")
@@ -46,7 +58,7 @@ def read_memorisation(path: str) -> tuple[tuple[np.ndarray, ...], str]:
         with np.load(file) as data:
             members = data["members"]
             pool, scores = data["pool"].astype(np.int64), memorisation(data["correct"], members)
-            gap = fit_gaussians(data["scores"], members).mean - fit_gaussians(data["scores"], ~members).mean
+            gap = masked_mean(data["scores"], members) - masked_mean(data["scores"], ~members)
     except (OSError, ValueError, KeyError) as error:
         raise UnlearnMCError(f"memorisation_file {path!r} is not a lira_shadows.npz ({error}).") from None
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype=dtype).tobytes()

@@ -32,7 +32,7 @@ def distributed_eval_loader(loader: DataLoader) -> DataLoader:
         return loader
     sampler = UnpaddedDistributedSampler(loader.dataset, dist.get_world_size(), dist.get_rank())
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
-                      persistent_workers=loader.persistent_workers)
+                      persistent_workers=loader.persistent_workers, collate_fn=loader.collate_fn)
 
 
 def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
@@ -42,4 +42,5 @@ def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
     """
     dataset = loader.dataset
     indices = list(range(rank, len(dataset), world_size))
-    return DataLoader(Subset(dataset, indices), batch_size=loader.batch_size, shuffle=False, num_workers=loader.num_workers)
+    return DataLoader(Subset(dataset, indices), batch_size=loader.batch_size, shuffle=False, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn)

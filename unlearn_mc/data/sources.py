@@ -41,6 +41,7 @@ class SourceData:
     test: Dataset | None
     test_targets: torch.Tensor | None
     num_classes: int
+    collate_fn: Callable | None = None  # how loaders batch samples (None: torch's default_collate)
 
 
 class LabelledTensors(TensorDataset):

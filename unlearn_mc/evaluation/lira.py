@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from unlearn_mc.data.memorised import memorisation  # noqa: F401 (re-exported: the shadows' memorisation score)
+
 EPSILON = 1e-12
 ATTACKS = ("online", "offline", "ulira")
 FPR_LEVELS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
@@ -119,17 +121,6 @@ def ulira(target: np.ndarray, unlearned_scores: np.ndarray, unlearned: np.ndarra
     OUT = shadows that never trained on i (``never_seen[k, i]``), both read from the unlearned shadows' scores."""
     return likelihood_ratio(target, fit_gaussians(unlearned_scores, unlearned, variance),
                             fit_gaussians(unlearned_scores, never_seen, variance))
-
-
-def memorisation(correct: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """mem_i = P(correct | i ∈ train) − P(correct | i ∉ train), estimated as the mean of ``correct[k, i]`` over the IN
-    and the OUT shadows (Feldman & Zhang 2020; Zhao et al. 2024 rank forget sets by it). NaN where a side is empty."""
-    correct = np.asarray(correct, dtype=np.float64)
-    members = np.asarray(members, dtype=bool)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inside = np.where(members, correct, 0.0).sum(axis=0) / members.sum(axis=0)
-        outside = np.where(~members, correct, 0.0).sum(axis=0) / (~members).sum(axis=0)
-    return inside - outside
 
 
 def _weighted_roc(order: np.ndarray, last_of_tie: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

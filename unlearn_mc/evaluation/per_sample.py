@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from unlearn_mc.evaluation.sequence import correct_per_sample, cross_entropy_per_sample
 
 
 @torch.no_grad()
@@ -14,7 +15,9 @@ def per_sample_stats(logits: Tensor, targets: Tensor) -> dict[str, Tensor]:
     - ``loss``: ℓ_i = −log softmax(z_i)[y_i] (cross-entropy),
     - ``correct``: 1[argmax z_i = y_i],
     - ``confidence``: softmax(z_i)[y_i] = exp(−ℓ_i), the true-class probability the MIA reads.
+
+    For a causal LM's (B, L, V) logits, ℓ_i is the answer NLL and ``correct`` the answer-token accuracy
+    (``unlearn_mc.evaluation.sequence``).
     """
-    logits = logits.float()
-    loss = F.cross_entropy(logits, targets, reduction="none")
-    return {"loss": loss, "correct": (logits.argmax(dim=-1) == targets).float(), "confidence": torch.exp(-loss)}
+    loss = cross_entropy_per_sample(logits, targets)
+    return {"loss": loss, "correct": correct_per_sample(logits, targets), "confidence": torch.exp(-loss)}

@@ -148,7 +148,8 @@ class DataCurriculum(L.Callback):
             scorer.eval()
             try:
                 for stream in missing:
-                    loader = DataLoader(datamodule.scoring_dataset(stream), batch_size=self.batch_size, shuffle=False)
+                    collate = getattr(getattr(datamodule, "source", None), "collate_fn", None)
+                    loader = DataLoader(datamodule.scoring_dataset(stream), batch_size=self.batch_size, shuffle=False, collate_fn=collate)
                     self.rankings[stream] = rank_by_loss(per_sample_losses(scorer, loader, pl_module.device), self.order)
             finally:
                 scorer.train(was_training)

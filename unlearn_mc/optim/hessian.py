@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.batchnorm import _NormBase
 
+from unlearn_mc.data.padding import cat_padded
 from unlearn_mc.errors import UnlearnMCError
 
 
@@ -50,7 +51,7 @@ def batch_inputs(batch, streams: Sequence[str] | None = None) -> Tensor:
         missing = [name for name in names if name not in batch]
         if missing:
             raise UnlearnMCError(f"GaussNewtonBartlett streams={list(streams)} name stream(s) {missing} that the batch does not have; it has {list(batch)}.")
-        return torch.cat([batch[name][0] for name in names])
+        return cat_padded([batch[name][0] for name in names])
     return batch[0]
 
 

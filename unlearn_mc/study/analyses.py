@@ -122,7 +122,7 @@ def relearn_attack(net: nn.Module, fine_tune_data: Dataset, scored_loader: DataL
     attacked = copy.deepcopy(net).to(device).eval()
     optimizer = torch.optim.SGD(attacked.parameters(), lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(fine_tune_data, batch_size=batch_size, shuffle=True, generator=generator)
+    loader = DataLoader(fine_tune_data, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=scored_loader.collate_fn)
     last = max(steps)
     record = RelearnRecord(forget_acc={s: math.nan for s in (0, *sorted(set(steps)))}, test_acc_before=math.nan, test_acc_after=math.nan)
     record.forget_acc[0] = accuracy(attacked, scored_loader, device)

@@ -19,7 +19,7 @@ __all__ = ["PATH_FAMILY", "Stage", "curve_stage_id", "endpoint_stage_id", "plan_
 
 BASE_MODULE = "unlearn_mc.training.BaseTraining"
 CURVE_MODULE = "unlearn_mc.curves.CurveModule"
-DATA_MODULE = "unlearn_mc.data.UnlearningDataModule"
+DATA_MODULE = "unlearn_mc.data.UnlearningDataModule"  # the default; a study may name another (StudySpec.data_class)
 PATH_FAMILY = FamilySpec(
     name=PATH_FAMILY_NAME, curve="linear", num_bends=2, epochs=0, objective="retain_ce", objective_args=None,
     optimizer={"class_path": "torch.optim.SGD", "init_args": {}}, init="midpoint", t_sampler="uniform", l2=0.0,
@@ -35,7 +35,7 @@ def _config(study: StudySpec, seed: int, epochs: int, model: dict, trainer: dict
         "seed_everything": seed,
         "trainer": settings,
         "model": model,
-        "data": {"class_path": DATA_MODULE, "init_args": data},
+        "data": {"class_path": study.data_class, "init_args": data},
     }
 
 

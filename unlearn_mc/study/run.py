@@ -100,7 +100,7 @@ def _relearn_rows(study: StudySpec, trained: list[dict], curves, datamodule: Unl
                            "fine_tune": [int(forget_indices[p]) for p in fine_tune], "scored": [int(forget_indices[p]) for p in scored]},
                           study.output_dir / "relearn_split.json")
     data = {"forget": Subset(forget, fine_tune.tolist()), "retain_only": datamodule.scoring_dataset("retain")}
-    scored_loader = DataLoader(Subset(forget, scored.tolist()), batch_size=datamodule.hparams.eval_batch_size)
+    scored_loader = DataLoader(Subset(forget, scored.tolist()), batch_size=datamodule.hparams.eval_batch_size, collate_fn=datamodule.source.collate_fn)
     rows: list[Row] = []
     for curve, label, status, net in _relearn_models(study, trained, curves, loaders, statuses, device):
         say(f"  analyses: relearning attack on {f'{curve}: ' if curve else ''}{label}")

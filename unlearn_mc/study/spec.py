@@ -20,6 +20,7 @@ from unlearn_mc.errors import UnlearnMCError
 
 FIXED_ENDPOINTS = ("original", "retrain")
 FAMILIES = ("linear", "bezier", "polychain")
+DATA_MODULE = "unlearn_mc.data.UnlearningDataModule"
 STUDY_KEYS = {"extends", "output_dir", "seed", "seeds", "trainer", "net", "data", "base", "methods", "curves", "evaluation", "analyses"}
 METHOD_KEYS = {"method", "like", "args", "epochs", "optimizer", "lr_scheduler", "seed", "seeds", "curriculum", "trainer", "tune"}
 FAMILY_KEYS = {"curve", "num_bends", "epochs", "objective", "objective_args", "optimizer", "init", "t_sampler", "l2"}
@@ -83,6 +84,7 @@ class StudySpec:
     evaluation: dict[str, Any]
     analyses: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
+    data_class: str = DATA_MODULE  # the DataModule class every stage builds (data.class_path), an UnlearningDataModule
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -322,10 +324,23 @@ def read_study_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return merged_over(read_study_file(parent_path, (*chain, path.resolve())), raw)
 
 
+def _data_module_class(class_path: str) -> type:
+    """The class ``class_path`` names; it must be an ``UnlearningDataModule`` (the study reads its split and loaders)."""
+    from unlearn_mc.data import UnlearningDataModule
+
+    module_name, _, name = str(class_path).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), name, None) if module_name else None
+    except ImportError:
+        found = None
+    if not (isinstance(found, type) and issubclass(found, UnlearningDataModule)):
+        _fail(f"data.class_path={class_path!r} is not an UnlearningDataModule class; use e.g. unlearn_mc.data.TextDataModule or leave it out.")
+    return found
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study YAML; every error is one ``UnlearnMCError`` sentence, raised before any training."""
     from unlearn_mc.curves.evaluate_curve import make_t_grid
-    from unlearn_mc.data import UnlearningDataModule
 
     path = Path(path)
     raw = read_study_file(path)
@@ -338,7 +353,9 @@ def load_study(path: str | Path) -> StudySpec:
     seed = seeds[0]
     data = dict(raw.get("data") or {"dataset": "digits"})
     data.pop("split_file", None)  # the study keeps its own split
-    UnlearningDataModule(**data, split_file="unused.json")  # validates every data setting; reads nothing
+    data_class = data.pop("class_path", DATA_MODULE)  # e.g. unlearn_mc.data.TextDataModule, with the other keys its arguments
+    data_module = _data_module_class(data_class)
+    data_module(**data, split_file="unused.json")  # validates every data setting; reads nothing
     net = _class_spec(raw.get("net"), "net")
     base = dict(raw.get("base") or {})
     base.setdefault("epochs", 20)
@@ -407,5 +424,5 @@ def load_study(path: str | Path) -> StudySpec:
     return StudySpec(
         path=path, output_dir=output_dir, seed=seed, trainer=dict(raw.get("trainer") or {}), net=net, data=data, base=base,
         methods=methods, families=families, pairs=pairs, matrix=matrix, paths_from=paths_from, evaluation=evaluation, analyses=analyses,
-        seeds=seeds,
+        seeds=seeds, data_class=data_class,
     )

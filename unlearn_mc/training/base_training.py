@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from unlearn_mc.data.batches import stream_batches
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.evaluation.sequence import cross_entropy_per_sample
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.optim.hooks import DynamicsHooks
@@ -67,7 +67,7 @@ class BaseTraining(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         inputs, targets = stream_batches(batch, self.train_streams)[self.train_streams[0]]
-        per_sample = F.cross_entropy(self.net(inputs), targets, reduction="none", label_smoothing=self.label_smoothing)
+        per_sample = cross_entropy_per_sample(self.net(inputs), targets, self.label_smoothing)
         loss = self.curriculum(per_sample, "train") if self.curriculum is not None else per_sample.mean()
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(targets))
         return loss

@@ -5,6 +5,7 @@ from unlearn_mc.unlearning.base import UnlearningModule, average_gap
 from unlearn_mc.unlearning.finetune import FineTune
 from unlearn_mc.unlearning.grad_ascent import GradientAscent
 from unlearn_mc.unlearning.grad_diff import GradDiff
+from unlearn_mc.unlearning.kl_retain import KLRetain
 from unlearn_mc.unlearning.l1_sparse import L1Sparse
 from unlearn_mc.unlearning.npo import NPO
 from unlearn_mc.unlearning.random_label import RandomLabel
@@ -16,6 +17,7 @@ __all__ = [
     "average_gap",
     "FineTune",
     "GradientAscent",
+    "KLRetain",
     "GradDiff",
     "RandomLabel",
     "SalUn",

@@ -44,7 +44,8 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
 
     Args:
         net: the architecture of the original model (any ``nn.Module``).
-        original: checkpoint of the original model (Lightning ``.ckpt`` or a state_dict).
+        original: checkpoint of the original model (Lightning ``.ckpt`` or a state_dict); null: ``net`` as built is the
+            original (a network read from a model folder, e.g. TOFU's fine-tuned LLM with fresh LoRA adapters).
         retrain: optional checkpoint of the retrain reference; enables ``val/avg_gap``.
         optimizer: optimiser factory.
         lr_scheduler: optional scheduler factory, stepped each epoch.
@@ -68,7 +69,7 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     def __init__(
         self,
         net: nn.Module,
-        original: str,
+        original: str | None,
         retrain: str | None = None,
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -77,7 +78,7 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "curriculum"])
-        self.net = load_network_weights(net, original)
+        self.net = load_network_weights(net, original) if original is not None else net
         self.retrain_path = retrain
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler

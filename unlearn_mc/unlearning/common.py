@@ -9,24 +9,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from unlearn_mc.data.padding import cat_padded
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.evaluation.sequence import cross_entropy_per_sample, kl_per_sample  # noqa: F401  (re-exported for the methods)
 from unlearn_mc.unlearning.base import UnlearningModule, frozen_copy
 
 
-def cross_entropy_per_sample(logits: Tensor, targets: Tensor) -> Tensor:
-    """ℓ_i = −log softmax(z_i)[y_i], computed in fp32 (safe under mixed precision)."""
-    return F.cross_entropy(logits.float(), targets, reduction="none")
-
-
-def kl_per_sample(teacher_logits: Tensor, student_logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """KL_i(p_T ‖ p_S) = Σ_c p_T,c·(log p_T,c − log p_S,c) with p = softmax(z / T), in fp32."""
-    log_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    return F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(dim=-1)
 
 
 def joint_logits(forward: Callable[[Tensor], Tensor], *inputs: Tensor) -> tuple[Tensor, ...]:
@@ -34,9 +25,10 @@ def joint_logits(forward: Callable[[Tensor], Tensor], *inputs: Tensor) -> tuple[
 
     Methods whose papers train on a mixed forget ∪ retain batch use it, so that BatchNorm in
     training mode normalises forget and retain samples with shared batch statistics (a forget
-    batch alone, e.g. one class under class forgetting, would be normalised by its own).
+    batch alone, e.g. one class under class forgetting, would be normalised by its own). Token
+    batches of different lengths are right-padded to a common length first (``cat_padded``).
     """
-    logits = forward(torch.cat(inputs))
+    logits = forward(cat_padded(inputs))
     return tuple(logits.split([len(x) for x in inputs]))
 
 

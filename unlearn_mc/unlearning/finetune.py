@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
+from unlearn_mc.evaluation.sequence import cross_entropy_per_sample
 from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
 
 
@@ -18,4 +18,4 @@ class FineTune(UnlearningModule):
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:
         inputs, targets = batches["retain"]
-        return self.reduce(F.cross_entropy(forward(inputs), targets, reduction="none"), "retain")
+        return self.reduce(cross_entropy_per_sample(forward(inputs), targets), "retain")

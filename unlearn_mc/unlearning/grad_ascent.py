@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
+from unlearn_mc.evaluation.sequence import cross_entropy_per_sample
 from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
 
 
@@ -15,4 +15,4 @@ class GradientAscent(UnlearningModule):
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:
         inputs, targets = batches["forget"]
-        return -self.reduce(F.cross_entropy(forward(inputs), targets, reduction="none"), "forget")
+        return -self.reduce(cross_entropy_per_sample(forward(inputs), targets), "forget")

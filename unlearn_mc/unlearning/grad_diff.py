@@ -28,7 +28,7 @@ class GradDiff(UnlearningModule):
     def __init__(
         self,
         net: nn.Module,
-        original: str,
+        original: str | None,
         retrain: str | None = None,
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,

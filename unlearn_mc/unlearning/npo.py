@@ -45,7 +45,7 @@ class NPO(WithFrozenReferences):
     def __init__(
         self,
         net: nn.Module,
-        original: str,
+        original: str | None,
         retrain: str | None = None,
         optimizer: OptimizerCallable = torch.optim.SGD,
         lr_scheduler: LRSchedulerCallable | None = None,

@@ -162,7 +162,8 @@ class SalUn(RandomLabel):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and callable(getattr(datamodule, "train_dataset", None)):
             batch_size = getattr(getattr(datamodule, "hparams", None), "eval_batch_size", 256)
-            return DataLoader(datamodule.train_dataset("forget"), batch_size=batch_size, shuffle=False)
+            collate = getattr(getattr(datamodule, "source", None), "collate_fn", None)
+            return DataLoader(datamodule.train_dataset("forget"), batch_size=batch_size, shuffle=False, collate_fn=collate)
         loaders = self.trainer.train_dataloader
         if isinstance(loaders, Mapping) and "forget" in loaders:
             return loaders["forget"]
