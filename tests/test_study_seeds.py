@@ -13,7 +13,7 @@ import yaml
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study import load_study, run_study
 from unlearn_mc.study.seeds import aggregate_matrices, aggregate_rows, interval_half_width, seed_replicas
-from unlearn_mc.study.tables import markdown_table
+from unlearn_mc.study.tables import markdown_table, write_csv
 
 STUDY = {
     "output_dir": "out",
@@ -71,6 +71,17 @@ def test_rows_of_several_seeds_become_means_intervals_fractions_and_counts():
     assert ga["best_t"] == pytest.approx(0.375)  # the seed without a best t is left out of the mean
     assert ft["n_seeds"] == 1 and math.isnan(ft["forget_acc_ci"])
     assert "0.6000 ± 0.2484" in markdown_table([ga]) and "forget_acc_ci" not in markdown_table([ga])
+
+
+def test_every_merged_row_has_the_same_columns_when_a_value_is_missing_in_some_seeds(tmp_path):
+    # an interior t that beats both endpoints exists for one curve only (forget_t None elsewhere): the table must
+    # still have one set of columns, and its CSV must be written (a study over 3 seeds once stopped here)
+    seeds = [[{"curve": "a", "forget_t": None}, {"curve": "b", "forget_t": 0.5}], [{"curve": "a", "forget_t": None}, {"curve": "b", "forget_t": 0.7}]]
+    rows = aggregate_rows(seeds, ("curve",))
+    assert [list(row) for row in rows] == [["curve", "forget_t", "forget_t_ci", "n_seeds"]] * 2
+    assert math.isnan(rows[0]["forget_t"]) and rows[1]["forget_t"] == pytest.approx(0.6)
+    write_csv(rows, tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "curve,forget_t,forget_t_ci,n_seeds"
 
 
 def test_matrices_across_seeds_are_cellwise_means_and_intervals():

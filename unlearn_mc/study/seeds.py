@@ -98,30 +98,31 @@ def _text(values: list[Any]) -> Any:
 def aggregate_rows(per_seed: Sequence[Sequence[Row]], keys: Sequence[str]) -> list[Row]:
     """The rows of several seeds' tables merged by their ``keys`` columns, in first-seen order: per numeric column m
     the mean over the seeds that have a finite value, and ``m_ci`` (see the module docstring); per yes/no column the
-    fraction of seeds where it holds; text columns kept when all seeds agree; then ``n_seeds``."""
+    fraction of seeds where it holds; text columns kept when all seeds agree; then ``n_seeds``. A column's kind is
+    decided over the whole table, so every merged row has the same columns (a seed without a value counts as missing)."""
     groups: dict[tuple, list[Row]] = {}
     for rows in per_seed:
         for row in rows:
             groups.setdefault(tuple(row.get(key) for key in keys), []).append(row)
+    every_row = [row for group in groups.values() for row in group]
+    columns = list(dict.fromkeys(column for row in every_row for column in row))
+    # a per-seed interval (e.g. lira's bootstrap auc_ci) gives way to the interval across seeds
+    columns = [c for c in columns if not (c.endswith("_ci") and c[: -len("_ci")] in columns)]
+    kinds = {column: _kind([row.get(column) for row in every_row]) for column in columns if column not in keys}
     merged = []
     for group in groups.values():
-        columns = list(dict.fromkeys(column for row in group for column in row))
-        # a per-seed interval (e.g. lira's bootstrap auc_ci) gives way to the interval across seeds
-        columns = [c for c in columns if not (c.endswith("_ci") and c[: -len("_ci")] in columns)]
         out: Row = {}
         for column in columns:
             values = [row.get(column) for row in group]
             if column in keys:
                 out[column] = values[0]
-                continue
-            kind = _kind(values)
-            if kind == "number":
+            elif kinds[column] == "number":
                 finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
                 out[column] = float(np.mean(finite)) if finite else math.nan
                 out[f"{column}_ci"] = interval_half_width(finite)
-            elif kind == "flag":
+            elif kinds[column] == "flag":
                 flags = [bool(v) for v in values if v is not None]
-                out[column] = sum(flags) / len(flags)
+                out[column] = sum(flags) / len(flags) if flags else math.nan
             else:
                 out[column] = _text(values)
         out["n_seeds"] = len(group)

@@ -46,9 +46,9 @@ def markdown_table(rows: Sequence[Row]) -> str:
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> None:
-    """Write the rows as CSV through a temporary file."""
+    """Write the rows as CSV through a temporary file; a column some rows lack is empty there."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    columns = list(rows[0]) if rows else []
+    columns = list(dict.fromkeys(column for row in rows for column in row))  # every row's columns, first seen first
     with temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
