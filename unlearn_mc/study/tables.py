@@ -49,11 +49,14 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
     """Write the rows as CSV through a temporary file; a column some rows lack is empty there."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     columns = list(dict.fromkeys(column for row in rows for column in row))  # every row's columns, first seen first
-    with temporary.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    try:
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # nothing half-written is left behind when writing fails
 
 
 def failure_sentence(error: BaseException) -> str:
