@@ -186,7 +186,7 @@ class UnlearningDataModule(L.LightningDataModule):
     def _stream_indices(self, stream: str) -> list[int]:
         self._require_setup()
         hp = self.hparams
-        if hp.shadow_count is not None:
+        if hp.get("shadow_count") is not None:  # a subclass with its own arguments records none of the shadow ones
             from unlearn_mc.data.shadows import shadow_streams
 
             classes = hp.forget_classes if hp.forget_rule == "class" else None
