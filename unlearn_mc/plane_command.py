@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,8 @@ from unlearn_mc.run_guard import folder_lock
 from unlearn_mc.study.plan import plan_study
 from unlearn_mc.study.plane import file_sha256, finished_checkpoint, study_plane
 from unlearn_mc.study.plane_spec import DEFAULT_GRID, DEFAULT_MARGIN, check_models
-from unlearn_mc.study.datamodule import study_datamodule
-from unlearn_mc.study.runner import default_device, quiet_lightning
+from unlearn_mc.study.datamodule import datamodule_from_config, study_datamodule
+from unlearn_mc.study.runner import default_device
 from unlearn_mc.study.spec import StudySpec, load_study
 
 
@@ -72,21 +71,12 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _stage_config_data(path: Path, raw: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], Any]]:
     """The network spec of a stage config (``model.init_args.net``) and a builder of its DataModule, which must find
     the split file the models were trained on (it is never created here)."""
-    from unlearn_mc.lightning_cli import UnlearnMCCLI
-
     net = ((raw.get("model") or {}).get("init_args") or {}).get("net")
     if not isinstance(net, dict) or "class_path" not in net or not isinstance(raw.get("data"), dict):
         raise UnlearnMCError(f"config {str(path)!r} names no network at model.init_args.net or no data; give a stage config of this "
                              "project (e.g. configs/digits/original.yaml) or a study file.")
-    config = {"seed_everything": raw.get("seed_everything", 0),
-              "model": {"class_path": "unlearn_mc.training.BaseTraining", "init_args": {"net": copy.deepcopy(net)}}, "data": raw["data"],
-              "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False}}
-    command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI would also parse our command line
-    try:
-        with quiet_lightning():
-            datamodule = UnlearnMCCLI(args=config, run=False).datamodule
-    finally:
-        sys.argv = command_line
+    datamodule = datamodule_from_config({"seed_everything": raw.get("seed_everything", 0), "data": raw["data"],
+                                         "model": {"class_path": "unlearn_mc.training.BaseTraining", "init_args": {"net": copy.deepcopy(net)}}})
     split = getattr(datamodule, "split_file", None)
     if split is not None and not Path(split).is_file():
         raise UnlearnMCError(f"the split file {str(split)!r} of config {str(path)!r} does not exist; the plane is evaluated on the split the "

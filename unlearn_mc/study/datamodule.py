@@ -27,16 +27,22 @@ def study_datamodule(study: StudySpec) -> UnlearningDataModule:
     """
 
     config = copy.deepcopy(next(stage for stage in plan_study(study) if stage.id == "original").config)
-    config["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-                         "enable_progress_bar": False, "enable_model_summary": False}  # the Trainer is not used
+    datamodule = datamodule_from_config(config)
+    datamodule.setup()
+    return datamodule
+
+
+def datamodule_from_config(config: dict) -> UnlearningDataModule:
+    """The DataModule of a stage config (``model``, ``data``, …) as LightningCLI builds it, not set up; the config's
+    trainer is replaced by a CPU one that is never used, and the command line is not parsed."""
+    config = {**config, "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+                                    "enable_progress_bar": False, "enable_model_summary": False}}
     command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI would also parse our command line
     try:
         with quiet_lightning():
-            datamodule = UnlearnMCCLI(args=config, run=False).datamodule
+            return UnlearnMCCLI(args=config, run=False).datamodule
     finally:
         sys.argv = command_line
-    datamodule.setup()
-    return datamodule
 
 
 def endpoint_net(study: StudySpec, name: str, device: torch.device) -> nn.Module:
