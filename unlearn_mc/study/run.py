@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,22 +17,21 @@ from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import UnlearnMCError
-from unlearn_mc.lightning_cli import UnlearnMCCLI
-from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
-from unlearn_mc.study.plan import endpoint_stage_id, plan_study
-from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.run_guard import folder_lock
-from unlearn_mc.study.lira_analysis import lira_rows, log_lira
+from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
+from unlearn_mc.study.datamodule import endpoint_net, study_datamodule
 from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status
+from unlearn_mc.study.lira_analysis import lira_rows, log_lira
+from unlearn_mc.study.plan import endpoint_stage_id
+from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.study.report import write_report, write_seeds_report
 from unlearn_mc.study.report_figures import relearn_steps
-from unlearn_mc.study.runner import check_stages, default_device, quiet_lightning, run_stages, write_json_atomically
-from unlearn_mc.study.datamodule import endpoint_net, study_datamodule
+from unlearn_mc.study.runner import check_stages, default_device, run_stages, write_json_atomically
 from unlearn_mc.study.seeds import SeedRun, seed_replicas
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Failures, Row, write_csv
-from unlearn_mc.study.tuning.calibrate import apply_tuning
 from unlearn_mc.study.tensorboard import log_study_curves
+from unlearn_mc.study.tuning.calibrate import apply_tuning
 
 
 def _finite_or_reason(metrics: dict[str, float], where: str) -> tuple[str, str]:
