@@ -10,10 +10,9 @@ import argparse
 import sys
 import warnings
 
-from unlearn_mc.errors import describe_config_error, find_user_error
+from unlearn_mc.errors import NoFeasibleSetting, describe_config_error, find_user_error
 from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.run_guard import RunGuard
-from unlearn_mc.study.tuning.calibrate import NoFeasibleSetting
 
 __all__ = ["UnlearnMCCLI", "console_entry", "main"]
 

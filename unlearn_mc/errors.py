@@ -21,6 +21,10 @@ class UnlearnMCError(ValueError):
         UnlearnMCError.latest = self
 
 
+class NoFeasibleSetting(RuntimeError):
+    """A calibration search finished, but no trial kept the retain floor (its files are written; there is no setting to use)."""
+
+
 def find_user_error(error: BaseException) -> UnlearnMCError | None:
     """The ``UnlearnMCError`` behind ``error``: itself, one in its cause/context chain, or the
     latest one raised whose message ``error``'s text embeds (as jsonargparse wraps them)."""

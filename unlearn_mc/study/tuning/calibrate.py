@@ -22,15 +22,11 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.errors import NoFeasibleSetting, UnlearnMCError
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import Row
 from unlearn_mc.study.tuning.outputs import FIGURE, summary, write_figure, write_fragment, write_trials
 from unlearn_mc.study.tuning.space import TuneSettings, tune_settings
-
-
-class NoFeasibleSetting(RuntimeError):
-    """The search finished, but no trial kept the retain floor (its files are written; there is no setting to use)."""
 
 
 @dataclass
