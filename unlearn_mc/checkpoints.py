@@ -16,6 +16,7 @@ from typing import Union
 import torch
 from torch import nn
 
+from unlearn_mc.atomic_write import atomic_path
 from unlearn_mc.errors import UnlearnMCError
 
 WRAPPER_PREFIXES = ("net.", "model.", "module.", "_orig_mod.")
@@ -115,12 +116,9 @@ def network_state_from_file(net: nn.Module, path: str | os.PathLike) -> dict[str
 
 def save_state_dict_atomically(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` to a temporary file, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(dict(state), temporary)
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:
+        torch.save(dict(state), temporary)
+    return Path(path)
 
 
 WeightSource = Union[str, os.PathLike, nn.Module, Mapping[str, torch.Tensor]]

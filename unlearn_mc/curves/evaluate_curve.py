@@ -16,6 +16,7 @@ from unlearn_mc.data.batches import split_batch
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
+from unlearn_mc.models.modes import module_mode
 
 DEFAULT_POINTS = 31
 
@@ -108,10 +109,8 @@ def evaluate_curve(
     ts = make_t_grid(t_grid)
     device = curve.endpoints.device
     loaders = labelled(loaders, getattr(curve, "label_key", None))
-    was_training = curve.training
-    curve.eval()
     rows: list[dict[str, float]] = []
-    try:
+    with module_mode(curve, training=False):
         for t in ts:
             if bn_loader is not None:
                 curve.recalibrate_bn(t, bn_loader, bn_batches)
@@ -120,8 +119,6 @@ def evaluate_curve(
             if reference is not None and all(name in metrics and name in reference for name in GAP_METRICS):
                 metrics["avg_gap"] = average_gap(metrics, reference)
             rows.append(metrics)
-    finally:
-        curve.train(was_training)
     summary = summarize(ts, rows, curve.segment_lengths(ts), tolerance, best_by, retain_floor)
     summary["curve"] = {"family": curve.family.name, "num_bends": curve.family.num_bends}
     summary["reference"] = dict(reference) if reference is not None else None

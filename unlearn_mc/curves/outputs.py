@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from unlearn_mc.atomic_write import write_bytes_atomically
 from unlearn_mc.curves.evaluate_curve import CurveResult, finite_or_none
 
 CSV_NAME = "curve_eval.csv"
@@ -26,14 +27,6 @@ CURVE_CHARTS = (
     ("MIA efficacy", ("mia_efficacy",)),
 )
 ACCURACY_LIKE = ("forget_acc", "retain_acc", "test_acc", "val_acc", "test_forget_class_acc", "mia_efficacy", "mia_loss_acc", "avg_gap")
-
-
-def _write_atomically(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-    return path
 
 
 def curve_csv(result: CurveResult) -> str:
@@ -75,13 +68,13 @@ def write_curve_files(result: CurveResult, directory: str | os.PathLike, figure:
     """Write ``curve_eval.csv``, ``curve_summary.json`` and (with ``figure``) ``curve_metrics.png`` to ``directory``."""
     directory = Path(directory)
     written = {
-        "csv": _write_atomically(directory / CSV_NAME, curve_csv(result).encode()),
-        "summary": _write_atomically(directory / SUMMARY_NAME, (json.dumps(finite_or_none(result.summary), indent=2) + "\n").encode()),
+        "csv": write_bytes_atomically(directory / CSV_NAME, curve_csv(result).encode()),
+        "summary": write_bytes_atomically(directory / SUMMARY_NAME, (json.dumps(finite_or_none(result.summary), indent=2) + "\n").encode()),
     }
     if figure:
         buffer = io.BytesIO()
         curve_figure(result).savefig(buffer, format="png")
-        written["figure"] = _write_atomically(directory / FIGURE_NAME, buffer.getvalue())
+        written["figure"] = write_bytes_atomically(directory / FIGURE_NAME, buffer.getvalue())
     return written
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unlearn_mc.atomic_write import write_text_atomically
 from unlearn_mc.errors import UnlearnMCError
 
 SPLIT_FORMAT_VERSION = 1
@@ -148,10 +149,7 @@ def read_split(path: Path) -> Split:
 
 def write_split(split: Split, path: Path) -> None:
     """Write the split as JSON through a temporary file, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(_split_to_json(split), indent=1))
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(_split_to_json(split), indent=1))
 
 
 def _describe_mismatch(stored: SplitSettings, wanted: SplitSettings) -> str:

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback
 
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.evaluation.tofu_metrics import forget_quality, generated_rouge_l, truth_ratios
+from unlearn_mc.models.modes import module_mode
 
 
 class TofuEvaluation(Callback):
@@ -50,10 +51,8 @@ class TofuEvaluation(Callback):
         if trainer.sanity_checking or net is None or not hasattr(datamodule, "records") or datamodule.encoder is None:
             return
         hp, encoder, metrics = datamodule.hparams, datamodule.encoder, dict(getattr(pl_module, "last_eval_metrics", {}))
-        was_training = net.training
-        net.eval()
         values = {f"{split}_ppl": math.exp(metrics[f"{split}_loss"]) for split in ("forget", "retain") if f"{split}_loss" in metrics}
-        try:
+        with module_mode(net, training=False):
             for split in ("forget", "retain"):
                 records = datamodule.records[split][: self.num_generate]
                 values[f"{split}_rouge_l"] = generated_rouge_l(net, encoder, encoder.decode, records, hp.prompt, hp.max_length,
@@ -65,8 +64,6 @@ class TofuEvaluation(Callback):
                 reference = self._reference_ratios(pl_module, datamodule, perturbed)
                 if reference is not None:
                     values["forget_quality"] = forget_quality(ratios, reference)
-        finally:
-            net.train(was_training)
         pl_module.log_dict({f"val/{name}": value for name, value in values.items()})
         self.last = values
         if trainer.is_global_zero and trainer.log_dir:

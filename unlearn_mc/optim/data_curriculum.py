@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.models.frozen import frozen_copy
+from unlearn_mc.models.modes import module_mode
 
 ORDERS = ("easy_to_hard", "hard_to_easy")
 
@@ -144,15 +145,11 @@ class DataCurriculum(L.Callback):
         missing = [stream for stream in streams if stream not in self.rankings]
         if missing:
             scorer = self._scorer(pl_module)
-            was_training = scorer.training
-            scorer.eval()
-            try:
+            with module_mode(scorer, training=False):
                 for stream in missing:
                     collate = getattr(getattr(datamodule, "source", None), "collate_fn", None)
                     loader = DataLoader(datamodule.scoring_dataset(stream), batch_size=self.batch_size, shuffle=False, collate_fn=collate)
                     self.rankings[stream] = rank_by_loss(per_sample_losses(scorer, loader, pl_module.device), self.order)
-            finally:
-                scorer.train(was_training)
         for stream in streams:
             datamodule.stream_schedules[stream] = partial(self.released, stream)
 

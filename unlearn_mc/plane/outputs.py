@@ -11,12 +11,12 @@ import csv
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unlearn_mc.atomic_write import atomic_path
 from unlearn_mc.curves.evaluate_curve import finite_or_none
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.plane.evaluate_plane import PlaneResult
@@ -79,11 +79,8 @@ def write_plane_files(result: PlaneResult, directory: str | os.PathLike, config:
     directory = Path(directory)
     if directory.exists():
         raise UnlearnMCError(f"{str(directory)!r} already exists; a finished plane is never overwritten (delete it to redo it).")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    try:
+    with atomic_path(directory) as temporary:
+        temporary.mkdir()
         (temporary / "plane.csv").write_text(_csv(plane_rows(result)))
         (temporary / "plane_models.csv").write_text(_csv([{"model": m["name"], **{k: v for k, v in m.items() if k != "name"}} for m in result.models]))
         np.savez(temporary / "plane.npz", **plane_arrays(result))
@@ -91,10 +88,6 @@ def write_plane_files(result: PlaneResult, directory: str | os.PathLike, config:
         record = {"config": config or {}, "names": result.names, "models": result.models, "settings": result.settings,
                   "timing": result.timing, "path": result.path is not None}
         (temporary / "plane.json").write_text(json.dumps(finite_or_none(record), indent=1) + "\n")
-        os.rename(temporary, directory)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return directory
 
 

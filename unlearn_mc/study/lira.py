@@ -21,12 +21,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from unlearn_mc.atomic_write import write_bytes_atomically
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.data.shadows import shadow_membership, shadow_pool
 from unlearn_mc.evaluation.lira import (ATTACKS, FPR_LEVELS, attack_metrics, logit_confidence_from_logits, memorisation, offline_lira,
                                         online_lira, ulira)
+from unlearn_mc.models.modes import module_mode
 from unlearn_mc.study.shadows import shadow_stage_id
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import Row
@@ -37,15 +39,11 @@ CONTRACT_COLUMNS = ("model", "attack", "auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_
 @torch.no_grad()
 def model_scores(net: nn.Module, loader: DataLoader, device: torch.device | str) -> tuple[np.ndarray, np.ndarray]:
     """(φ, correct) of ``net`` in eval mode on every example of ``loader``, in order; φ = log(p_y / (1 − p_y))."""
-    was_training = net.training
-    net.eval()
     logits, targets = [], []
-    try:
+    with module_mode(net, training=False):
         for inputs, labels in loader:
             logits.append(net(inputs.to(device)).double().cpu())
             targets.append(labels)
-    finally:
-        net.train(was_training)
     z, y = torch.cat(logits).numpy(), torch.cat(targets).numpy()
     return logit_confidence_from_logits(z, y), (z.argmax(1) == y).astype(np.float64)
 
@@ -81,9 +79,7 @@ class ShadowSet:
             for name, array in arrays.items():
                 with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as handle:
                     np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_bytes(buffer.getvalue())
-        os.replace(temporary, path)
+        write_bytes_atomically(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ShadowSet:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from unlearn_mc.atomic_write import write_text_atomically
 from unlearn_mc.study.endpoint_status import endpoint_statuses
 from unlearn_mc.study.plane import plane_section
 from unlearn_mc.study.report_lira import lira_figure, lira_section
@@ -204,8 +204,4 @@ def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_s
         top.append("## Analyses that failed\nEach failure left out its own table or figure only (tracebacks in "
                    "`analysis_failures.log`).\n\n" + "\n".join(f"- {name}: {reason}" for name, reason in failures.reasons.items()))
     sections[problem_at:problem_at] = top
-    path = root / "report.md"
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text("\n\n".join(sections) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_text_atomically(root / "report.md", "\n\n".join(sections) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from unlearn_mc.atomic_write import atomic_path
 from unlearn_mc.study.plan import curve_stage_id  # noqa: E402
 from unlearn_mc.study.spec import StudySpec  # noqa: E402
 from unlearn_mc.study.tables import Row  # noqa: E402
@@ -92,7 +92,8 @@ def relearn_figure(rows: list[Row], path: Path) -> None:
 
 
 def _save(figure, path: Path) -> None:
-    temporary = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=110, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(figure)

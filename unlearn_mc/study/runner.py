@@ -25,9 +25,11 @@ from typing import Any
 
 import torch
 
+from unlearn_mc.atomic_write import temporary_sibling, write_text_atomically
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.evaluation import evaluate_model
+from unlearn_mc.models.modes import module_mode
 from unlearn_mc.output_dirs import check_run_outputs, ensure_writable_dir
 from unlearn_mc.study.plan import Stage, plan_study
 from unlearn_mc.study.spec import StudySpec
@@ -41,9 +43,7 @@ def config_digest(config: dict[str, Any]) -> str:
 
 
 def write_json_atomically(data: Any, path: Path) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(data, indent=1, default=str))
 
 
 def _first_difference(old: Any, new: Any, where: str = "") -> str:
@@ -84,13 +84,8 @@ def _run_config(stage: Stage, root: Path) -> dict[str, Any]:
 
 
 def _model_metrics(module, datamodule) -> dict[str, float]:
-    net = module.net
-    was_training = net.training
-    net.eval()
-    try:
-        return evaluate_model(net, datamodule.eval_dataloaders(), module.device)
-    finally:
-        net.train(was_training)
+    with module_mode(module.net, training=False):
+        return evaluate_model(module.net, datamodule.eval_dataloaders(), module.device)
 
 
 def run_stage(stage: Stage, root: Path) -> dict[str, Any]:
@@ -113,7 +108,7 @@ def run_stage(stage: Stage, root: Path) -> dict[str, Any]:
     started = time.perf_counter()
     if stage.command == "fit":
         trainer.fit(module, datamodule=datamodule)
-        temporary = directory / "model.ckpt.tmp"
+        temporary = temporary_sibling(stage.checkpoint(root))  # every rank calls save_checkpoint; rank 0 writes it
         trainer.save_checkpoint(temporary, weights_only=False)  # the full state: weights, optimiser, loops
         if trainer.is_global_zero:
             os.replace(temporary, stage.checkpoint(root))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from unlearn_mc.atomic_write import atomic_path, write_text_atomically
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -47,16 +48,11 @@ def markdown_table(rows: Sequence[Row]) -> str:
 
 def write_csv(rows: Sequence[Row], path: Path) -> None:
     """Write the rows as CSV through a temporary file; a column some rows lack is empty there."""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     columns = list(dict.fromkeys(column for row in rows for column in row))  # every row's columns, first seen first
-    try:
-        with temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)  # nothing half-written is left behind when writing fails
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def failure_sentence(error: BaseException) -> str:
@@ -93,6 +89,4 @@ class Failures:
         if not self.tracebacks:
             path.unlink(missing_ok=True)
             return
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        temporary.write_text("\n".join(f"== {name}\n{text}" for name, text in self.tracebacks.items()))
-        os.replace(temporary, path)
+        write_text_atomically(path, "\n".join(f"== {name}\n{text}" for name, text in self.tracebacks.items()))

@@ -9,11 +9,11 @@ then swapped in), so it never holds a point twice.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from unlearn_mc.atomic_write import atomic_path
 from unlearn_mc.curves.outputs import curve_layout, t_step
 
 
@@ -25,14 +25,12 @@ def log_study_curves(root: Path, results: dict[str, dict[str, Any]]) -> Path | N
     if not curves:
         return None
     run = root / "tensorboard" / "curves"
-    temporary = run.with_name(f".curves.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    with SummaryWriter(str(temporary)) as writer:
-        for result in curves:
-            for t, row in zip(result["curve"]["ts"], result["curve"]["rows"]):
-                for name, value in row.items():
-                    writer.add_scalar(f"{result['stage']}/{name}", float(value), t_step(t))
-        writer.add_custom_scalars(curve_layout({result["stage"]: f"{result['stage']}/" for result in curves}))
-    shutil.rmtree(run, ignore_errors=True)
-    os.replace(temporary, run)
+    with atomic_path(run) as temporary:
+        with SummaryWriter(str(temporary)) as writer:
+            for result in curves:
+                for t, row in zip(result["curve"]["ts"], result["curve"]["rows"]):
+                    for name, value in row.items():
+                        writer.add_scalar(f"{result['stage']}/{name}", float(value), t_step(t))
+            writer.add_custom_scalars(curve_layout({result["stage"]: f"{result['stage']}/" for result in curves}))
+        shutil.rmtree(run, ignore_errors=True)  # the run is written anew from the results (a folder replaces only a missing one)
     return run

@@ -25,6 +25,7 @@ from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.models.frozen import frozen_copy
+from unlearn_mc.models.modes import module_mode
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.optim.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
@@ -186,12 +187,8 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         datamodule = self.trainer.datamodule
         if not hasattr(datamodule, "eval_dataloaders"):
             return {}
-        was_training = net.training
-        net.eval()
-        try:
+        with module_mode(net, training=False):
             return evaluate_model(net, datamodule.eval_dataloaders(), self.device)
-        finally:
-            net.train(was_training)
 
     def _retrain_reference_metrics(self) -> dict[str, float]:
         reference = load_network_weights(frozen_copy(self.net), self.retrain_path).to(self.device)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from unlearn_mc.checkpoints import raw_state_dict, read_checkpoint
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.models.modes import module_mode
 from unlearn_mc.unlearning.random_label import LabelDraw, Passes, RandomLabel
 
 MASK_KEY_PREFIXES = ("", "net.", "model.", "module.")
@@ -33,10 +34,8 @@ def saliency_mask(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], mask
     if device is None:
         device = named[0][1].device
     saliency = [torch.zeros_like(p, dtype=torch.float32) for _, p in named]
-    was_training = net.training
-    net.eval()
     seen = 0
-    try:
+    with module_mode(net, training=False):
         for inputs, targets in batches:
             inputs, targets = inputs.to(device), targets.to(device)
             loss = F.cross_entropy(net(inputs).float(), targets, reduction="sum")
@@ -45,8 +44,6 @@ def saliency_mask(net: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], mask
                 if grad is not None:
                     total.add_(grad.float())
             seen += len(targets)
-    finally:
-        net.train(was_training)
     if seen == 0:
         raise UnlearnMCError("the forget data given to SalUn's saliency mask is empty; it needs at least one sample.")
     flat = torch.cat([s.abs().flatten() for s in saliency])

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from unlearn_mc.atomic_write import write_bytes_atomically, write_text_atomically
 from unlearn_mc.study.spec import MethodSpec
 from unlearn_mc.study.tables import Row, write_csv
 
@@ -33,10 +33,6 @@ def write_trials(rows: list[Row], directory: Path) -> Path:
     return path
 
 
-def _write_bytes(data: bytes, path: Path) -> None:
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def write_figure(rows: list[Row], directory: Path, method: str, floor: float) -> Path:
@@ -72,7 +68,7 @@ def write_figure(rows: list[Row], directory: Path, method: str, floor: float) ->
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     path = directory / FIGURE
-    _write_bytes(buffer.getvalue(), path)
+    write_bytes_atomically(path, buffer.getvalue())
     return path
 
 
@@ -99,7 +95,7 @@ def write_fragment(method: MethodSpec, default_seed: int, row: Row, header: list
     body = yaml.safe_dump({"methods": {method.name: method_entry(method, default_seed)}}, sort_keys=False, default_flow_style=None)
     text = "".join(f"# {line}\n" for line in header) + body
     path = directory / "chosen.yaml"
-    _write_bytes(text.encode(), path)
+    write_text_atomically(path, text)
     return path
 
 
