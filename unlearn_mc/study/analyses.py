@@ -20,8 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation import UnlearningMetrics
+from unlearn_mc.study import defaults
 
-RELEARN_ATTACKS = ("forget", "retain_only")
+RELEARN_ATTACKS = tuple(defaults.RELEARN["attacks"])  # forget, retain_only
 
 
 class NonFiniteError(ArithmeticError):

@@ -15,7 +15,7 @@ from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.study.plan import plan_study
 from unlearn_mc.study.runner import quiet_lightning
 from unlearn_mc.study.spec import StudySpec
-from unlearn_mc.study.stages import endpoint_stage_id
+from unlearn_mc.study.stages import endpoint_stage_id, stage_checkpoint
 
 
 def study_datamodule(study: StudySpec) -> UnlearningDataModule:
@@ -47,5 +47,5 @@ def datamodule_from_config(config: dict) -> UnlearningDataModule:
 
 def endpoint_net(study: StudySpec, name: str, device: torch.device) -> nn.Module:
     """The network of the finished endpoint ``name`` (``original``, ``retrain`` or a method), in eval mode on ``device``."""
-    path = study.output_dir / "stages" / endpoint_stage_id(name) / "model.ckpt"
+    path = stage_checkpoint(study.output_dir, endpoint_stage_id(name))
     return load_network_weights(instantiate(study.net), path).to(device).eval()

@@ -31,6 +31,7 @@ from unlearn_mc.evaluation.lira import (ATTACKS, FPR_LEVELS, attack_metrics, log
 from unlearn_mc.models.modes import module_mode
 from unlearn_mc.study.shadows import shadow_stage_id
 from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.stages import stage_checkpoint
 from unlearn_mc.study.tables import Row
 
 CONTRACT_COLUMNS = ("model", "attack", "auc", "auc_ci", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
@@ -108,7 +109,7 @@ def build_shadow_set(study: StudySpec, datamodule: UnlearningDataModule, device:
     loader = pool_loader(datamodule, pool.tolist())
 
     def scored(stage_id: str) -> tuple[np.ndarray, np.ndarray]:
-        path = study.output_dir / "stages" / stage_id / "model.ckpt"
+        path = stage_checkpoint(study.output_dir, stage_id)
         return model_scores(load_network_weights(instantiate(study.net), path).to(device), loader, device)
 
     pairs = [scored(shadow_stage_id(k)) for k in range(spec["shadows"])]

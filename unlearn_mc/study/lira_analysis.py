@@ -18,6 +18,7 @@ import torch
 
 from unlearn_mc.study.lira import ShadowSet, attack_model, build_shadow_set, ordered, score_rows
 from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.stages import stage_checkpoint
 from unlearn_mc.study.tables import Row, write_csv
 
 
@@ -54,7 +55,7 @@ def lira_rows(study: StudySpec, results: dict[str, dict], datamodule, loaders, c
 
 def _curve(study: StudySpec, result: dict, curve_of: Callable, device: torch.device):
     """A trained curve from its checkpoint; an untrained one (a straight line, a ``validate`` stage) rebuilt from its endpoints."""
-    if (study.output_dir / "stages" / result["stage"] / "model.ckpt").is_file():
+    if stage_checkpoint(study.output_dir, result["stage"]).is_file():
         return curve_of(result)
     from unlearn_mc.config_objects import instantiate
     from unlearn_mc.curves import CurveModule

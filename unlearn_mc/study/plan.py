@@ -13,7 +13,7 @@ from typing import Any
 
 from unlearn_mc.study.shadows import plan_shadows
 from unlearn_mc.study.spec import FamilySpec, StudySpec
-from unlearn_mc.study.stages import PATH_FAMILY_NAME, Stage, curve_stage_id, endpoint_stage_id
+from unlearn_mc.study.stages import PATH_FAMILY_NAME, Stage, curve_stage_id, endpoint_stage_id, stage_directory
 
 __all__ = ["PATH_FAMILY", "Stage", "curve_stage_id", "endpoint_stage_id", "plan_study"]  # Stage and the ids re-exported
 
@@ -73,7 +73,7 @@ def plan_study(study: StudySpec) -> list[Stage]:
 
 def _curve_stage(study: StudySpec, stage_id: str, family: FamilySpec, start: str, end: str, checkpoint: dict[str, str]) -> Stage:
     evaluation = study.evaluation
-    directory = study.output_dir / "stages" / stage_id
+    directory = stage_directory(study.output_dir, stage_id)
     init_args: dict[str, Any] = {
         "net": copy.deepcopy(study.net), "start": checkpoint[start], "end": checkpoint[end], "curve": family.curve, "num_bends": family.num_bends,
         "retrain": checkpoint["retrain"], "bn_batches": evaluation.get("bn_batches"),
@@ -88,8 +88,8 @@ def _curve_stage(study: StudySpec, stage_id: str, family: FamilySpec, start: str
     callback = {
         "class_path": "unlearn_mc.curves.CurveEvaluation",
         "init_args": {
-            "t_grid": evaluation["t_grid"], "tolerance": evaluation["tolerance"], "best_by": evaluation.get("best_by", "auto"),
-            "retain_floor": evaluation.get("retain_floor", 0.9), "export_path": str(directory / "best_t.pt"), "figure": True,
+            "t_grid": evaluation["t_grid"], "tolerance": evaluation["tolerance"], "best_by": evaluation["best_by"],
+            "retain_floor": evaluation["retain_floor"], "export_path": str(directory / "best_t.pt"), "figure": True,
         },
     }
     model = {"class_path": CURVE_MODULE, "init_args": init_args}

@@ -18,7 +18,7 @@ from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.plane import evaluate_plane
 from unlearn_mc.plane.basis import check_grid, check_margin
 from unlearn_mc.plane.outputs import check_plane_folder, finish_plane, plane_note
-from unlearn_mc.study.plan import endpoint_stage_id
+from unlearn_mc.study.stages import endpoint_stage_id, stage_checkpoint, stage_result_path
 from unlearn_mc.study.plane_spec import DEFAULT_GRID, DEFAULT_MARGIN, check_models
 from unlearn_mc.study.runner import default_device
 from unlearn_mc.study.spec import StudySpec
@@ -26,11 +26,11 @@ from unlearn_mc.study.tables import markdown_table
 
 def finished_checkpoint(study: StudySpec, name: str) -> Path:
     """The checkpoint of the finished endpoint ``name``; one sentence when its stage has not finished."""
-    stage = study.output_dir / "stages" / endpoint_stage_id(name)
-    if not (stage / "result.json").is_file() or not (stage / "model.ckpt").is_file():
-        raise UnlearnMCError(f"model {name!r} has no finished stage in {str(study.output_dir)!r} ({str(stage / 'result.json')!r} is missing); "
+    result, checkpoint = (where(study.output_dir, endpoint_stage_id(name)) for where in (stage_result_path, stage_checkpoint))
+    if not result.is_file() or not checkpoint.is_file():
+        raise UnlearnMCError(f"model {name!r} has no finished stage in {str(study.output_dir)!r} ({str(result)!r} is missing); "
                              f"run unlearn-mc study --config {study.path} first.")
-    return stage / "model.ckpt"
+    return checkpoint
 
 
 def file_sha256(path: Path) -> str:

@@ -19,8 +19,8 @@ from unlearn_mc.study.tables import Failures, Row, markdown_table, write_csv
 # ---------------------------------------------------------------------- the report
 def relearn_calibration(study: StudySpec, rows: list[Row]) -> list[str]:
     """What went wrong with each control (``original``, ``retrain``) and attack whose test accuracy fell during the
-    attack by more than ``analyses.relearn.test_drop_margin`` (default 0.05), or whose attack went non-finite."""
-    margin = float((study.analyses.get("relearn") or {}).get("test_drop_margin", 0.05))
+    attack by more than ``analyses.relearn.test_drop_margin``, or whose attack went non-finite."""
+    margin = float(study.analyses["relearn"]["test_drop_margin"])
     problems = []
     for row in rows:
         if row["model"] not in ("original", "retrain") or row["curve"]:
@@ -34,11 +34,11 @@ def relearn_calibration(study: StudySpec, rows: list[Row]) -> list[str]:
 
 
 def relearn_section(study: StudySpec, rows: list[Row]) -> str:
-    spec = study.analyses.get("relearn") or {}
+    spec = study.analyses["relearn"]
     forget = next((row for row in rows if row["attack"] == "forget"), rows[0])
     text = ("## Relearning attack\nThe attacker fine-tunes a copy of each model (SGD, momentum 0.9, "
-            f"lr={float(spec.get('lr', 0.01))}, batch {int(spec.get('batch_size', 16))}, BatchNorm frozen) on a seeded "
-            f"{float(spec.get('forget_fraction', 0.1))} of D_f ({forget['fine_tune_n']:.0f} samples, listed in `relearn_split.json`); "
+            f"lr={float(spec['lr'])}, batch {int(spec['batch_size'])}, BatchNorm frozen) on a seeded "
+            f"{float(spec['forget_fraction'])} of D_f ({forget['fine_tune_n']:.0f} samples, listed in `relearn_split.json`); "
             f"`forget_acc_step_s` is the accuracy after s steps on the other {forget['scored_n']:.0f} samples of D_f only. "
             "The `retain_only` rows fine-tune on D_r alone with the same steps: does forget accuracy come back without D_f? "
             "`gain` = accuracy after the last step − before; `gain_beyond_retrain` = gain − the retrain control's gain under "

@@ -18,11 +18,11 @@ from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.run_guard import folder_lock
-from unlearn_mc.study.analyses import RELEARN_ATTACKS, NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
+from unlearn_mc.study.analyses import NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.datamodule import endpoint_net, study_datamodule
 from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, declared_num_classes, endpoint_statuses, pair_status
 from unlearn_mc.study.lira_analysis import lira_rows, log_lira
-from unlearn_mc.study.plan import endpoint_stage_id
+from unlearn_mc.study.stages import endpoint_stage_id, stage_checkpoint, stage_directory, stage_result_path
 from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.study.report import write_report, write_seeds_report
 from unlearn_mc.study.report_figures import relearn_steps
@@ -41,7 +41,7 @@ def _finite_or_reason(metrics: dict[str, float], where: str) -> tuple[str, str]:
 
 def _ensemble_rows(study: StudySpec, trained: list[dict], curves, loaders, statuses, device) -> list[Row]:
     spec = study.analyses["ensemble"]
-    points = [float(t) for t in spec.get("points", [0.25, 0.5, 0.75])]
+    points = [float(t) for t in spec["points"]]
     bn_batches = study.evaluation.get("bn_batches")
     rows: list[Row] = []
     for result in trained:
@@ -65,14 +65,13 @@ def _relearn_models(study: StudySpec, trained: list[dict], curves, loaders, stat
     ``relearn.curve_points`` is false) each trained curve's best t and ensemble members (BatchNorm recalibrated on the retain data at each t, as in the curve evaluation)."""
     for name in study.endpoints:
         yield "", name, pair_status(statuses, name), endpoint_net(study, name, device)
-    if not study.analyses["relearn"].get("curve_points", True):
+    if not study.analyses["relearn"]["curve_points"]:
         return
     bn_batches = study.evaluation.get("bn_batches")
     for result in trained:
-        stage_dir = study.output_dir / "stages" / result["stage"]
         status = pair_status(statuses, result["info"]["start"], result["info"]["end"])
         best_t = result["curve"]["summary"]["best"]["t"]
-        yield result["stage"], f"best t={best_t:.2f}", status, load_network_weights(instantiate(study.net), stage_dir / "best_t.pt").to(device).eval()
+        yield result["stage"], f"best t={best_t:.2f}", status, load_network_weights(instantiate(study.net), stage_directory(study.output_dir, result["stage"]) / "best_t.pt").to(device).eval()
         for t in (study.analyses.get("ensemble") or {}).get("points", []):
             curves[result["stage"]].recalibrate_bn(float(t), loaders["retain"], bn_batches)
             yield result["stage"], f"member t={float(t):.2f}", status, curves[result["stage"]].network_at(float(t)).eval()
@@ -87,9 +86,8 @@ def _relearn_rows(study: StudySpec, trained: list[dict], curves, datamodule: Unl
     forget_acc_step_0 (S the last step) and ``gain_beyond_retrain`` = gain − the retrain control's gain under the same attack.
     """
     spec = study.analyses["relearn"]
-    steps = list(spec.get("steps", [5, 10, 15, 20, 25]))
-    fraction, lr, batch_size = float(spec.get("forget_fraction", 0.1)), float(spec.get("lr", 0.01)), int(spec.get("batch_size", 16))
-    attacks = list(spec.get("attacks", RELEARN_ATTACKS))
+    steps, attacks = list(spec["steps"]), list(spec["attacks"])
+    fraction, lr, batch_size = float(spec["forget_fraction"]), float(spec["lr"]), int(spec["batch_size"])
     forget = datamodule.scoring_dataset("forget")
     fine_tune, scored = relearn_split(len(forget), fraction, study.seed)
     forget_indices = list(datamodule.split.forget)
@@ -148,7 +146,7 @@ def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str]
 
     def curve_of(result: dict):
         if result["stage"] not in curves:
-            path = study.output_dir / "stages" / result["stage"] / "model.ckpt"
+            path = stage_checkpoint(study.output_dir, result["stage"])
             curves[result["stage"]] = CurveModule.load_curve(path, instantiate(study.net)).to(device).eval()
         return curves[result["stage"]]
 
@@ -200,7 +198,7 @@ def _log_analyses(study: StudySpec, analyses: dict[str, list[Row]]) -> None:
 
 def check_collapse(study: StudySpec, statuses: dict[str, dict]) -> None:
     """With ``evaluation.on_collapse: stop``, refuse to go on past a collapsed endpoint, in one sentence."""
-    if study.evaluation.get("on_collapse", "report") != "stop":
+    if study.evaluation["on_collapse"] != "stop":
         return
     collapsed = [entry["reason"].rstrip(".") for entry in statuses.values() if entry["collapsed"]]
     if collapsed:
@@ -217,7 +215,7 @@ def _statuses(study: StudySpec, results: dict[str, dict], failures: Failures,
 def _run_replica(study: StudySpec, say: Callable[[str], None]) -> SeedRun | None:
     """One seed's stages, analyses and report (in its folder); None on a DDP process other than 0."""
     started = time.perf_counter()
-    if study.evaluation.get("on_collapse") == "stop":  # the endpoints first, so no curve is fitted to a collapsed one
+    if study.evaluation["on_collapse"] == "stop":  # the endpoints first, so no curve is fitted to a collapsed one
         endpoints_only = dataclasses.replace(study, pairs=[], matrix=[], paths_from=[])
         endpoint_results = run_stages(endpoints_only, say)
         check_collapse(study, endpoint_statuses(study, endpoint_results, declared_num_classes(study) or study_datamodule(study).num_classes))
@@ -254,9 +252,8 @@ def lira_cost(study: StudySpec) -> str:
 
     sizes = read(study.output_dir / "split.json").get("sizes", {})
     pool = sizes["forget"] + sizes["retain"] + sizes["val"] if sizes else None
-    stages = study.output_dir / "stages"
-    method_s = {m: read(stages / endpoint_stage_id(m) / "result.json").get("wall_s", 0.0) for m in study.analyses["lira"]["methods"]}
-    return shadow_cost(study, pool, read(stages / "original" / "result.json").get("wall_s"), method_s)
+    method_s = {m: read(stage_result_path(study.output_dir, endpoint_stage_id(m))).get("wall_s", 0.0) for m in study.analyses["lira"]["methods"]}
+    return shadow_cost(study, pool, read(stage_result_path(study.output_dir, "original")).get("wall_s"), method_s)
 
 
 def run_study(path: str | Path, say: Callable[[str], None] = print) -> Path:

@@ -21,6 +21,21 @@ def curve_stage_id(family: str, start: str, end: str) -> str:
     return f"curve-{family}-{start}--{end}"
 
 
+def stage_directory(root: Path, stage_id: str) -> Path:
+    """``<root>/stages/<stage_id>``: the stage's ``config.yaml``, ``model.ckpt`` and ``result.json``."""
+    return root / "stages" / stage_id
+
+
+def stage_checkpoint(root: Path, stage_id: str) -> Path:
+    """``<root>/stages/<stage_id>/model.ckpt``: the full Lightning checkpoint of a ``fit`` stage."""
+    return stage_directory(root, stage_id) / "model.ckpt"
+
+
+def stage_result_path(root: Path, stage_id: str) -> Path:
+    """``<root>/stages/<stage_id>/result.json``: written last, so its presence marks a finished stage."""
+    return stage_directory(root, stage_id) / "result.json"
+
+
 @dataclass
 class Stage:
     """One unit of work: ``command`` (``fit`` or ``validate``) on the LightningCLI ``config``."""
@@ -33,7 +48,7 @@ class Stage:
     info: dict[str, Any] = field(default_factory=dict)
 
     def directory(self, root: Path) -> Path:
-        return root / "stages" / self.id
+        return stage_directory(root, self.id)
 
     def checkpoint(self, root: Path) -> Path:
-        return self.directory(root) / "model.ckpt"
+        return stage_checkpoint(root, self.id)

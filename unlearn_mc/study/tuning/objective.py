@@ -32,6 +32,7 @@ import torch
 from unlearn_mc.study.plan import Stage, plan_study
 from unlearn_mc.study.runner import config_digest, quiet_lightning, run_stage, stage_status, write_json_atomically
 from unlearn_mc.study.spec import MethodSpec, StudySpec
+from unlearn_mc.study.stages import stage_checkpoint
 from unlearn_mc.unlearning.base import average_gap
 
 VAL_METRICS = ("forget_acc", "retain_acc", "val_acc", "val_mia_efficacy")
@@ -106,7 +107,7 @@ class TrialRunner:
         self.loaders = datamodule.eval_dataloaders()
         self.device = default_device(study)
         self.retrain_test = retrain_test
-        self.retrain_val = validation_metrics(self._net(study.output_dir / "stages" / "retrain" / "model.ckpt"), self.loaders, self.device)
+        self.retrain_val = validation_metrics(self._net(stage_checkpoint(study.output_dir, "retrain")), self.loaders, self.device)
         self._seen: dict[str, tuple[int, TrialOutcome]] = {}
 
     def _net(self, checkpoint: Path) -> torch.nn.Module:
