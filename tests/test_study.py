@@ -17,6 +17,7 @@ import yaml
 from unlearn_mc.cli import main
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study import load_study, run_study
+from unlearn_mc.study.plan import plan_study
 
 pytestmark = [pytest.mark.slow]
 STUDY = {
@@ -52,16 +53,36 @@ def _results(folder: Path) -> dict[str, dict]:
     return found
 
 
+RESULTS: dict = {}  # what run_study returned in the module's finished study
+
+
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        report = run_study(_write(folder, STUDY), say=lambda line: None)
+        results = run_study(_write(folder, STUDY), say=lambda line: None)
     finally:
         os.chdir(cwd)
-    return folder, folder / report
+    RESULTS["finished"] = results
+    return folder, folder / results.report
+
+
+def test_run_study_returns_what_the_report_prints(finished_study):
+    """``run_study`` hands back the study, its stages' results and the tables, without planning the study again."""
+    folder, report = finished_study
+    results = RESULTS["finished"]
+    assert folder / results.report == report and len(results.runs) == 1 and results.wall_s > 0
+    run = results.runs[0]
+    assert set(run.results) == {stage.id for stage in plan_study(run.study)}
+    with open(folder / results.study.output_dir / "methods.csv") as handle:
+        written = list(csv.DictReader(handle))
+    table = results.method_table()
+    assert [row["model"] for row in table] == [row["model"] for row in written]
+    for row, line in zip(table, written):
+        assert float(line["forget_acc"]) == pytest.approx(row["forget_acc"], abs=1e-12)
+    assert [row["curve"] for row in results.curve_summary()] == [stage.id for stage in plan_study(run.study) if stage.kind == "curve"]
 
 
 def test_study_runs_end_to_end_and_reports_every_table(finished_study):

@@ -20,7 +20,7 @@ from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.models import SmallCNN
 from unlearn_mc.study import load_study, run_study
-from unlearn_mc.study import run as study_run
+from unlearn_mc.study import analysis_runs, run as study_run
 from unlearn_mc.study.analyses import NonFiniteError, ensemble_metrics, relearn_attack, relearn_split
 from unlearn_mc.study.datamodule import study_datamodule
 from unlearn_mc.study.endpoint_status import endpoint_statuses
@@ -48,7 +48,7 @@ def _run(folder: Path, study: dict, name: str = "study.yaml") -> Path:
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        return folder / run_study(path, say=lambda line: None)
+        return folder / run_study(path, say=lambda line: None).report
     finally:
         os.chdir(cwd)
 
@@ -70,14 +70,14 @@ def class_study(tmp_path_factory):
     """The class-forgetting study, run once; the attack's data as ``relearn_attack`` received it, per call."""
     folder = tmp_path_factory.mktemp("class_study")
     calls: list[dict] = []
-    attack = study_run.relearn_attack
+    attack = analysis_runs.relearn_attack
 
     def recording(net, fine_tune_data, scored_loader, *args, **kwargs):
         calls.append({"fine_tune": _pool_indices(fine_tune_data), "scored": _pool_indices(scored_loader.dataset)})
         return attack(net, fine_tune_data, scored_loader, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(study_run, "relearn_attack", recording)
+        patch.setattr(analysis_runs, "relearn_attack", recording)
         report = _run(folder, STUDY)
     return folder, report, calls
 
@@ -144,7 +144,7 @@ def test_an_analysis_that_raises_is_named_and_the_rest_is_written(class_study, m
     def broken(*args, **kwargs):
         raise RuntimeError("the attack broke\nin two lines")
 
-    monkeypatch.setattr(study_run, "_relearn_rows", broken)
+    monkeypatch.setattr(analysis_runs, "_relearn_rows", broken)
     monkeypatch.setattr("unlearn_mc.study.report_tables.intermediate_rows", broken)
     monkeypatch.setattr(study_run, "run_plane_analysis", broken)
     text = _run(folder, STUDY, "broken.yaml").read_text()

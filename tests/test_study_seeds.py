@@ -127,7 +127,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_a_two_seed_study_reports_intervals_in_every_table_and_reuses_its_stages(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, STUDY)
-    report = run_study(path, say=lambda line: None)
+    report = run_study(path, say=lambda line: None).report
     root = tmp_path / "out"
     for seed in (3, 4):
         assert (root / "seeds" / f"seed-{seed}" / "report.md").is_file()

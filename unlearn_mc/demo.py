@@ -15,11 +15,8 @@ from pathlib import Path
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.plane.outputs import plane_note, read_plane_record
-from unlearn_mc.study import load_study, run_study
-from unlearn_mc.study.report_tables import curve_rows, method_table
-from unlearn_mc.study.runner import run_stages
-from unlearn_mc.study.seeds import ROW_KEYS, aggregate_rows, seed_replicas
-from unlearn_mc.study.tables import Row, markdown_table
+from unlearn_mc.study import run_study
+from unlearn_mc.study.tables import markdown_table
 
 STUDY = Path(__file__).resolve().parents[1] / "configs" / "digits" / "study.yaml"
 
@@ -33,35 +30,22 @@ def _forgetting(data: dict) -> str:
     return f"random {100 * float(data.get('forget_ratio', 0.1)):g}% forgetting"
 
 
-def _main_tables(study) -> tuple[list[Row], list[Row]]:
-    """The methods and curves tables of the finished study (across seeds when it has several)."""
-    methods, curves = [], []
-    for replica in seed_replicas(study):
-        results = run_stages(replica, say=lambda line: None)  # all reused: just reads the results
-        methods.append(method_table(replica, results))
-        curves.append([{k: row[k] for k in ("curve", "retain_barrier", "forget_barrier", "mcu_holds", "best_t")} for row in curve_rows(results)])
-    if len(methods) == 1:
-        return methods[0], curves[0]
-    return aggregate_rows(methods, ROW_KEYS["methods"]), aggregate_rows(curves, ("curve",))
-
-
 def run_demo(study_path: Path = STUDY) -> int:
     started = time.perf_counter()
     try:
-        report = run_study(study_path)
-        study = load_study(study_path)
-        methods, curves = _main_tables(study)
+        results = run_study(study_path)
     except UnlearnMCError as error:
         print(f"unlearn-mc: error: {error}", file=sys.stderr)
         return 2
-    print(f"\nMethods ({study.data.get('dataset', 'digits')}, {_forgetting(study.data)}):\n" + markdown_table(methods))
-    print("\nCurves:\n" + markdown_table(curves))
+    study = results.study
+    print(f"\nMethods ({study.data.get('dataset', 'digits')}, {_forgetting(study.data)}):\n" + markdown_table(results.method_table()))
+    print("\nCurves:\n" + markdown_table(results.curve_summary()))
     if study.analyses.get("plane"):
         folder = study.output_dir / "plane" / "--".join(study.analyses["plane"]["models"])
         record = read_plane_record(folder)
         print("\n" + (plane_note(folder, record) if record else "plane: not drawn (see the report's Analyses that failed)"))
     print(f"\nwall time {time.perf_counter() - started:.0f} s")
-    print(f"report: {report}")
+    print(f"report: {results.report}")
     print(f"TensorBoard: .venv/bin/tensorboard --logdir {study.output_dir / 'tensorboard' if len(study.seeds) == 1 else study.output_dir}")
     return 0
 

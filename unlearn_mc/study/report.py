@@ -12,7 +12,8 @@ from unlearn_mc.study.plane import plane_section
 from unlearn_mc.study.report_lira import lira_figure, lira_section
 from unlearn_mc.study.report_figures import heatmap_figure, paths_figure, relearn_figure
 from unlearn_mc.study.report_tables import barrier_matrices, build_tables
-from unlearn_mc.study.seeds import SeedRun, aggregate_matrices, aggregate_tables
+from unlearn_mc.study.results import SeedRun
+from unlearn_mc.study.seeds import aggregate_matrices, aggregate_tables
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import Failures, Row, markdown_table, write_csv
 

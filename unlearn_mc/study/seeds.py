@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,17 +37,6 @@ ROW_KEYS = {
     "lira": ("curve", "model", "attack"),
 }
 PATH_KEYS = ("method",)  # paths_from_<source>
-
-
-@dataclass
-class SeedRun:
-    """One replica's finished work: its study (seed, folder), its stages' results, its analyses' tables and its
-    endpoints' statuses."""
-
-    study: StudySpec
-    results: dict[str, dict]
-    analyses: dict[str, list[Row]]
-    statuses: dict[str, dict] | None
 
 
 def seed_replicas(study: StudySpec) -> list[StudySpec]:
