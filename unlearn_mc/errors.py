@@ -12,13 +12,6 @@ import re
 class UnlearnMCError(ValueError):
     """A configuration, file or argument the user supplied cannot be used."""
 
-    latest: UnlearnMCError | None = None
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        # jsonargparse re-raises errors from class constructors as a new ValueError whose text
-        # embeds ours; remembering the latest lets the CLI report our sentence alone.
-        UnlearnMCError.latest = self
 
 
 class NoFeasibleSetting(RuntimeError):
@@ -26,16 +19,13 @@ class NoFeasibleSetting(RuntimeError):
 
 
 def find_user_error(error: BaseException) -> UnlearnMCError | None:
-    """The ``UnlearnMCError`` behind ``error``: itself, one in its cause/context chain, or the
-    latest one raised whose message ``error``'s text embeds (as jsonargparse wraps them)."""
+    """The ``UnlearnMCError`` behind ``error``: itself or one in its cause/context chain (jsonargparse re-raises a
+    constructor's error as a new ValueError raised while handling ours, so ours is its ``__context__``)."""
     seen = error
     while seen is not None:
         if isinstance(seen, UnlearnMCError):
             return seen
         seen = seen.__cause__ or seen.__context__
-    latest = UnlearnMCError.latest
-    if latest is not None and str(latest) in str(error):
-        return latest
     return None
 
 
