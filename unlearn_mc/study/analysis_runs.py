@@ -22,7 +22,7 @@ from unlearn_mc.study.lira_analysis import lira_rows, log_lira
 from unlearn_mc.study.report_figures import relearn_steps
 from unlearn_mc.study.runner import default_device, write_json_atomically
 from unlearn_mc.study.spec import StudySpec
-from unlearn_mc.study.stages import stage_checkpoint, stage_directory
+from unlearn_mc.study.stages import StageResult, stage_checkpoint, stage_directory
 from unlearn_mc.study.tables import Failures, Row, write_csv
 
 
@@ -108,7 +108,7 @@ def _relearn_rows(study: StudySpec, trained: list[dict], curves, datamodule: Unl
     return rows
 
 
-def run_analyses(study: StudySpec, results: dict[str, dict], say: Callable[[str], None] = print,
+def run_analyses(study: StudySpec, results: dict[str, StageResult], say: Callable[[str], None] = print,
                  statuses: dict[str, dict] | None = None, failures: Failures | None = None,
                  datamodule: UnlearningDataModule | None = None) -> dict[str, list[Row]]:
     """Ensembles along each trained curve, the relearning attack on the controls, the method endpoints and each

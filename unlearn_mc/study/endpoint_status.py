@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from unlearn_mc.study.plan import endpoint_stage_id
+from unlearn_mc.study.stages import StageResult, endpoint_stage_id
 from unlearn_mc.study.spec import StudySpec
 
 MODEL_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")
@@ -31,7 +31,7 @@ def collapse_threshold(study: StudySpec, num_classes: int | None) -> tuple[float
     return max(candidates) if candidates else (0.0, "no threshold (unknown number of classes)")
 
 
-def endpoint_statuses(study: StudySpec, results: dict[str, dict], num_classes: int | None = None) -> dict[str, dict[str, Any]]:
+def endpoint_statuses(study: StudySpec, results: dict[str, StageResult], num_classes: int | None = None) -> dict[str, dict[str, Any]]:
     """Per endpoint: ``status`` (``ok``, ``collapsed`` or ``diverged``), a one-sentence ``reason`` and ``collapsed``.
 
     ``collapsed`` is true when the retain or test accuracy a is at most the threshold τ = max(1.5/C, collapse_floor)

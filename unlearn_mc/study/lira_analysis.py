@@ -18,11 +18,11 @@ import torch
 
 from unlearn_mc.study.lira import ShadowSet, attack_model, build_shadow_set, ordered, score_rows
 from unlearn_mc.study.spec import StudySpec
-from unlearn_mc.study.stages import stage_checkpoint
+from unlearn_mc.study.stages import StageResult, stage_checkpoint
 from unlearn_mc.study.tables import Row, write_csv
 
 
-def lira_rows(study: StudySpec, results: dict[str, dict], datamodule, loaders, curve_of: Callable, endpoint_net: Callable,
+def lira_rows(study: StudySpec, results: dict[str, StageResult], datamodule, loaders, curve_of: Callable, endpoint_net: Callable,
               device: torch.device, say: Callable[[str], None] = print) -> list[Row]:
     """The rows of ``lira.csv``; ``lira_scores.csv`` and ``lira_shadows.npz`` are written on the way."""
     spec = study.analyses["lira"]

@@ -15,6 +15,7 @@ from unlearn_mc.study.report_tables import barrier_matrices, build_tables
 from unlearn_mc.study.results import SeedRun
 from unlearn_mc.study.seeds import aggregate_matrices, aggregate_tables
 from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.stages import StageResult
 from unlearn_mc.study.tables import Failures, Row, markdown_table, write_csv
 
 # ---------------------------------------------------------------------- the report
@@ -61,7 +62,7 @@ def _table_names(study: StudySpec) -> list[str]:
     return ["methods", "curves", "intermediate_points", "bn_recalibration", *(f"paths_from_{source}" for source in study.paths_from)]
 
 
-def write_report(study: StudySpec, results: dict[str, dict], analyses: dict[str, list[Row]], wall_s: float,
+def write_report(study: StudySpec, results: dict[str, StageResult], analyses: dict[str, list[Row]], wall_s: float,
                  statuses: dict[str, dict[str, Any]] | None = None, failures: Failures | None = None,
                  num_classes: int | None = None, plane: dict[str, Any] | None = None) -> Path:
     """The report of one replica (one seed): every table as CSV, the figures as PNG and ``report.md`` embedding them
@@ -105,7 +106,7 @@ def write_seeds_report(study: StudySpec, runs: Sequence[SeedRun], wall_s: float,
     return _write(study, tables, matrices, [run.results for run in runs], flagged, failures, wall_s, note)
 
 
-def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_seed_results: list[dict[str, dict]],
+def _write(study: StudySpec, tables: dict[str, list[Row]], matrices: dict, per_seed_results: list[dict[str, StageResult]],
            flagged: list[str], failures: Failures, wall_s: float, seeds_note: str = "", plane: dict[str, Any] | None = None) -> Path:
     root = study.output_dir
     for name in _table_names(study):

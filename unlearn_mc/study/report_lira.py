@@ -9,6 +9,7 @@ import numpy as np
 
 from unlearn_mc.study.report_figures import _save, plt
 from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.stages import StageResult
 from unlearn_mc.study.tables import Row, markdown_table
 
 INTERVALS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "balanced_accuracy")
@@ -28,7 +29,7 @@ def _shown(row: Row) -> Row:
     return {"model": row["model"], "attack": row["attack"], **{metric: _cell(row, metric) for metric in INTERVALS}}
 
 
-def lira_figure(rows: list[Row], results: dict[str, dict], path: Path) -> bool:
+def lira_figure(rows: list[Row], results: dict[str, StageResult], path: Path) -> bool:
     """One panel per attacked curve: the AUC of each attack against t (error bars: the intervals) and, on the same axis,
     the curve evaluation's MIA efficacy; False when no curve was attacked."""
     curves = list(dict.fromkeys(row["curve"] for row in rows if row.get("curve")))

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, endpoint_statuses, pair_status
-from unlearn_mc.study.plan import curve_stage_id, endpoint_stage_id
+from unlearn_mc.study.stages import StageResult, curve_stage_id, endpoint_stage_id
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import Failures, Row
 from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
 
 
-def method_table(study: StudySpec, results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+def method_table(study: StudySpec, results: dict[str, StageResult], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
     """Per endpoint: status, forget/retain/test accuracy, MIA efficacy, average gap to retrain and runtime."""
     statuses = statuses if statuses is not None else endpoint_statuses(study, results)
     reference = results["retrain"]["metrics"]
@@ -30,7 +30,7 @@ def method_table(study: StudySpec, results: dict[str, dict], statuses: dict[str,
     return rows
 
 
-def curve_rows(results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+def curve_rows(results: dict[str, StageResult], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
     """Per curve: endpoints, family, both barriers, the MCU condition and the best t with its metrics; with
     ``statuses``, also ``endpoint_status`` (``ok`` or which endpoint collapsed or diverged)."""
     rows = []
@@ -51,7 +51,7 @@ def curve_rows(results: dict[str, dict], statuses: dict[str, dict[str, Any]] | N
     return rows
 
 
-def recalibration_rows(study: StudySpec, results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+def recalibration_rows(study: StudySpec, results: dict[str, StageResult], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
     """Per endpoint: its metrics with its own BatchNorm statistics (as trained) next to the same model's
     metrics at t = 0 or 1 of a curve, where BatchNorm is recalibrated on the ``bn_split`` like every t;
     ``max_shift`` = max over forget/retain/test accuracy and MIA efficacy of |own − recalibrated|."""
@@ -70,7 +70,7 @@ def recalibration_rows(study: StudySpec, results: dict[str, dict], statuses: dic
     return rows
 
 
-def barrier_matrices(study: StudySpec, results: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
+def barrier_matrices(study: StudySpec, results: dict[str, StageResult]) -> dict[str, dict[str, np.ndarray]]:
     """For each family: the symmetric matrices of retain and forget barriers over ``curves.matrix``."""
     names = study.matrix
     matrices = {}
@@ -89,7 +89,7 @@ def barrier_matrices(study: StudySpec, results: dict[str, dict]) -> dict[str, di
     return matrices
 
 
-def path_rows(study: StudySpec, results: dict[str, dict], source: str, statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+def path_rows(study: StudySpec, results: dict[str, StageResult], source: str, statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
     """Straight lines from ``source`` to each method: barriers, and how linearly unlearning progresses
     (the largest |forget_acc(t) − ((1−t)·forget_acc(0) + t·forget_acc(1))| along the grid)."""
     rows = []
@@ -111,7 +111,7 @@ def path_rows(study: StudySpec, results: dict[str, dict], source: str, statuses:
     return rows
 
 
-def intermediate_rows(results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+def intermediate_rows(results: dict[str, StageResult], statuses: dict[str, dict[str, Any]] | None = None) -> list[Row]:
     """Does an interior t beat both endpoints? (a) a smaller average gap to retrain than either
     endpoint; (b) a lower forget accuracy than both endpoints at a retain accuracy at least the lower endpoint's."""
     rows = []
@@ -135,7 +135,7 @@ def intermediate_rows(results: dict[str, dict], statuses: dict[str, dict[str, An
     return rows
 
 
-def build_tables(study: StudySpec, results: dict[str, dict], statuses: dict[str, dict[str, Any]] | None,
+def build_tables(study: StudySpec, results: dict[str, StageResult], statuses: dict[str, dict[str, Any]] | None,
                  failures: Failures) -> dict[str, list[Row]]:
     """Every table of the report but the analyses', by name; a table whose builder raises is recorded in
     ``failures`` and left out."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearn_mc.study.spec import StudySpec
+from unlearn_mc.study.stages import StageResult
 from unlearn_mc.study.tables import Row
 
 CURVE_SUMMARY_COLUMNS = ("curve", "retain_barrier", "forget_barrier", "mcu_holds", "best_t")
@@ -18,7 +19,7 @@ class SeedRun:
     stage id), its analyses' tables and its endpoints' statuses."""
 
     study: StudySpec
-    results: dict[str, dict]
+    results: dict[str, StageResult]
     analyses: dict[str, list[Row]]
     statuses: dict[str, dict] | None
 

@@ -16,7 +16,7 @@ from unlearn_mc.run_guard import folder_lock
 from unlearn_mc.study.analysis_runs import log_analyses, run_analyses
 from unlearn_mc.study.datamodule import study_datamodule
 from unlearn_mc.study.endpoint_status import declared_num_classes, endpoint_statuses
-from unlearn_mc.study.stages import endpoint_stage_id, stage_result_path
+from unlearn_mc.study.stages import StageResult, endpoint_stage_id, stage_result_path
 from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.study.report import write_report, write_seeds_report
 from unlearn_mc.study.runner import check_stages, run_stages
@@ -38,7 +38,7 @@ def check_collapse(study: StudySpec, statuses: dict[str, dict]) -> None:
                              "(set it to 'report' to go on and mark the endpoint).")
 
 
-def _statuses(study: StudySpec, results: dict[str, dict], failures: Failures,
+def _statuses(study: StudySpec, results: dict[str, StageResult], failures: Failures,
               datamodule: UnlearningDataModule | None) -> dict[str, dict] | None:
     num_classes = datamodule.num_classes if datamodule is not None else None
     return failures.attempt("endpoint status", lambda: endpoint_statuses(study, results, num_classes))

@@ -31,7 +31,8 @@ from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.evaluation import evaluate_model
 from unlearn_mc.models.modes import module_mode
 from unlearn_mc.output_dirs import check_run_outputs, ensure_writable_dir
-from unlearn_mc.study.plan import Stage, plan_study
+from unlearn_mc.study.plan import plan_study
+from unlearn_mc.study.stages import Stage, StageResult
 from unlearn_mc.study.spec import StudySpec
 
 CURVE_FILES = ("curve_eval.csv", "curve_summary.json", "curve_metrics.png")
@@ -88,7 +89,7 @@ def _model_metrics(module, datamodule) -> dict[str, float]:
         return evaluate_model(module.net, datamodule.eval_dataloaders(), module.device)
 
 
-def run_stage(stage: Stage, root: Path) -> dict[str, Any]:
+def run_stage(stage: Stage, root: Path) -> StageResult:
     """Run one stage through the same CLI, modules and Trainer flags as ``unlearn-mc fit``; return its result."""
     from unlearn_mc.curves import CurveEvaluation
 
@@ -115,7 +116,7 @@ def run_stage(stage: Stage, root: Path) -> dict[str, Any]:
     else:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     wall = time.perf_counter() - started
-    result: dict[str, Any] = {"stage": stage.id, "kind": stage.kind, "info": stage.info, "config": stage.config,
+    result: StageResult = {"stage": stage.id, "kind": stage.kind, "info": stage.info, "config": stage.config,
                               "config_sha256": config_digest(stage.config), "wall_s": wall}
     if stage.kind == "curve":
         evaluation = next(c for c in trainer.callbacks if isinstance(c, CurveEvaluation))
@@ -160,7 +161,7 @@ def quiet_lightning() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def run_stages(study: StudySpec, say: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+def run_stages(study: StudySpec, say: Callable[[str], None] = print) -> dict[str, StageResult]:
     """Run (or reuse) every stage in order and return each stage's result by id."""
     with quiet_lightning():
         return _run_stages(study, say)
@@ -175,7 +176,7 @@ def check_stages(study: StudySpec, stages: list[Stage] | None = None) -> dict[st
     return {stage.id: stage_status(stage, study.output_dir) for stage in stages}
 
 
-def _run_stages(study: StudySpec, say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def _run_stages(study: StudySpec, say: Callable[[str], None]) -> dict[str, StageResult]:
     root = study.output_dir
     stages = plan_study(study)
     statuses = check_stages(study, stages)

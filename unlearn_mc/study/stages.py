@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 PATH_FAMILY_NAME = "line"
 
@@ -34,6 +34,33 @@ def stage_checkpoint(root: Path, stage_id: str) -> Path:
 def stage_result_path(root: Path, stage_id: str) -> Path:
     """``<root>/stages/<stage_id>/result.json``: written last, so its presence marks a finished stage."""
     return stage_directory(root, stage_id) / "result.json"
+
+
+class CurveRecord(TypedDict):
+    """A curve stage's evaluation along t: ``rows[i]`` holds every metric at ``ts[i]``; ``summary`` the barriers,
+    the MCU condition and the best t (``unlearn_mc.curves.summary``)."""
+
+    ts: list[float]
+    rows: list[dict[str, float]]
+    summary: dict[str, Any]
+
+
+class StageResult(TypedDict, total=False):
+    """A finished stage's ``result.json``: always ``stage``, ``kind``, ``info``, ``config``, ``config_sha256`` and
+    ``wall_s``; a curve adds ``curve``; any other stage its model's ``metrics`` (forget/retain/test accuracy, MIA …),
+    ``runtime_s``, ``stop_reason`` and ``epochs``."""
+
+    stage: str
+    kind: str
+    info: dict[str, Any]
+    config: dict[str, Any]
+    config_sha256: str
+    wall_s: float
+    curve: CurveRecord
+    metrics: dict[str, float]
+    runtime_s: float
+    stop_reason: str | None
+    epochs: int
 
 
 @dataclass
