@@ -61,6 +61,6 @@ def test_no_module_imports_one_that_imports_it():
 def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
     assert graph.has_edge("unlearn_mc.cli", "unlearn_mc.study")  # imported inside _study()
-    assert graph.has_edge("unlearn_mc.study.runner", "unlearn_mc.lightning_cli")
+    assert graph.has_edge("unlearn_mc.study.stage_runner", "unlearn_mc.lightning_cli")
     with pytest.raises(nx.NetworkXNoPath):
         nx.shortest_path(graph, "unlearn_mc.lightning_cli", "unlearn_mc.study")

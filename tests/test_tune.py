@@ -115,11 +115,11 @@ class FakeRunner:
 def fake_trials(monkeypatch):
     """``tune_method`` without training: no base stages, no data, trials scored by ``known_outcome``."""
     import unlearn_mc.study.datamodule
-    import unlearn_mc.study.runner
+    import unlearn_mc.study.stage_runner
     import unlearn_mc.study.tuning.objective
 
     retrain = {"metrics": {"forget_acc": 0.0, "retain_acc": 1.0, "test_acc": 1.0, "mia_efficacy": 1.0}}
-    monkeypatch.setattr(unlearn_mc.study.runner, "run_stages", lambda study, say: {"original": {}, "retrain": retrain})
+    monkeypatch.setattr(unlearn_mc.study.stage_runner, "run_stages", lambda study, say: {"original": {}, "retrain": retrain})
     monkeypatch.setattr(unlearn_mc.study.datamodule, "study_datamodule", lambda study: None)
     monkeypatch.setattr(unlearn_mc.study.tuning.objective, "TrialRunner", FakeRunner)
     FakeRunner.calls = []

@@ -33,7 +33,7 @@ from unlearn_mc.study.plan import plan_study
 from unlearn_mc.study.plane import file_sha256, finished_checkpoint, study_plane
 from unlearn_mc.study.plane_spec import DEFAULT_GRID, DEFAULT_MARGIN, check_models
 from unlearn_mc.study.datamodule import datamodule_from_config, study_datamodule
-from unlearn_mc.study.runner import default_device
+from unlearn_mc.study.stage_runner import default_device
 from unlearn_mc.study.spec import StudySpec, load_study
 
 

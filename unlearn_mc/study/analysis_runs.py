@@ -20,7 +20,7 @@ from unlearn_mc.study.datamodule import endpoint_net, study_datamodule
 from unlearn_mc.study.endpoint_status import MODEL_COLUMNS, pair_status
 from unlearn_mc.study.lira_analysis import lira_rows, log_lira
 from unlearn_mc.study.report_figures import relearn_steps
-from unlearn_mc.study.runner import default_device, write_json_atomically
+from unlearn_mc.study.stage_runner import default_device, write_json_atomically
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.stages import StageResult, stage_checkpoint, stage_directory
 from unlearn_mc.study.tables import Failures, Row, write_csv

@@ -13,7 +13,7 @@ from unlearn_mc.config_objects import instantiate
 from unlearn_mc.data import UnlearningDataModule
 from unlearn_mc.lightning_cli import UnlearnMCCLI
 from unlearn_mc.study.plan import plan_study
-from unlearn_mc.study.runner import quiet_lightning
+from unlearn_mc.study.stage_runner import quiet_lightning
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.stages import endpoint_stage_id, stage_checkpoint
 

@@ -19,7 +19,7 @@ from torch import nn
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.study.lira import ShadowSet, attack_model, build_shadow_set, ordered, score_rows
 from unlearn_mc.study.plan import endpoint_stage_id, plan_study
-from unlearn_mc.study.runner import default_device, quiet_lightning, run_stage, stage_status
+from unlearn_mc.study.stage_runner import default_device, quiet_lightning, run_stage, stage_status
 from unlearn_mc.study.spec import StudySpec, load_study
 from unlearn_mc.study.tables import Row, write_csv
 

@@ -20,7 +20,7 @@ from unlearn_mc.plane.basis import check_grid, check_margin
 from unlearn_mc.plane.outputs import check_plane_folder, finish_plane, plane_note
 from unlearn_mc.study.stages import endpoint_stage_id, stage_checkpoint, stage_result_path
 from unlearn_mc.study.plane_spec import DEFAULT_GRID, DEFAULT_MARGIN, check_models
-from unlearn_mc.study.runner import default_device
+from unlearn_mc.study.stage_runner import default_device
 from unlearn_mc.study.spec import StudySpec
 from unlearn_mc.study.tables import markdown_table
 

@@ -19,7 +19,7 @@ from unlearn_mc.study.endpoint_status import declared_num_classes, endpoint_stat
 from unlearn_mc.study.stages import StageResult, endpoint_stage_id, stage_result_path
 from unlearn_mc.study.plane import run_plane_analysis
 from unlearn_mc.study.report import write_report, write_seeds_report
-from unlearn_mc.study.runner import check_stages, run_stages
+from unlearn_mc.study.stage_runner import check_stages, run_stages
 from unlearn_mc.study.results import SeedRun, StudyResults
 from unlearn_mc.study.seeds import seed_replicas
 from unlearn_mc.study.spec import StudySpec, load_study

@@ -62,7 +62,7 @@ def _base_study(study: StudySpec) -> StudySpec:
 
 def _identity(study: StudySpec, method: str, settings: TuneSettings) -> dict[str, Any]:
     from unlearn_mc.study.plan import plan_study
-    from unlearn_mc.study.runner import config_digest
+    from unlearn_mc.study.stage_runner import config_digest
     from unlearn_mc.study.tuning.objective import trial_stage
 
     placeholder = {"lr": "searched", "epochs": "searched", **({settings.weight: "searched"} if settings.weight else {})}
@@ -76,7 +76,7 @@ def _identity(study: StudySpec, method: str, settings: TuneSettings) -> dict[str
 def _check(study: StudySpec, method: str, settings: TuneSettings) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Refuse what cannot be searched, before anything is written; return the identity and the stored search, if any."""
     from unlearn_mc.output_dirs import ensure_writable_dir
-    from unlearn_mc.study.runner import _first_difference, check_stages
+    from unlearn_mc.study.stage_runner import _first_difference, check_stages
 
     if float(study.data.get("val_fraction", 0.1)) <= 0:
         raise UnlearnMCError(f"tuning {method!r} scores trials on the validation split, but data.val_fraction is "
@@ -136,7 +136,7 @@ def tune_method(study: StudySpec, method: str, settings: TuneSettings, say: Call
         if chosen is not None:
             spec = settings.apply(study.methods[method], _params(chosen, settings))
             write_fragment(spec, study.seed, chosen, _header(study, method, settings, chosen, floor), directory)
-        from unlearn_mc.study.runner import write_json_atomically
+        from unlearn_mc.study.stage_runner import write_json_atomically
 
         wall = time.perf_counter() - started
         write_json_atomically({"identity": identity, "finished": True, "trials": settings.trials, "floor": floor, "wall_s": wall,
@@ -150,7 +150,7 @@ def tune_method(study: StudySpec, method: str, settings: TuneSettings, say: Call
 def _search(study: StudySpec, method: str, settings: TuneSettings, identity: dict, directory: Path,
             say: Callable[[str], None]) -> tuple[list[Row], float]:
     from unlearn_mc.study.datamodule import study_datamodule
-    from unlearn_mc.study.runner import run_stages, write_json_atomically
+    from unlearn_mc.study.stage_runner import run_stages, write_json_atomically
     from unlearn_mc.study.tuning.objective import TrialRunner
     from unlearn_mc.study.tuning.search import run_search
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from unlearn_mc.study.plan import Stage, plan_study
-from unlearn_mc.study.runner import config_digest, quiet_lightning, run_stage, stage_status, write_json_atomically
+from unlearn_mc.study.stage_runner import config_digest, quiet_lightning, run_stage, stage_status, write_json_atomically
 from unlearn_mc.study.spec import MethodSpec, StudySpec
 from unlearn_mc.study.stages import stage_checkpoint
 from unlearn_mc.unlearning.base import average_gap
@@ -101,7 +101,7 @@ class TrialRunner:
     """
 
     def __init__(self, study: StudySpec, method: str, settings, root: Path, datamodule, retrain_test: dict[str, float]) -> None:
-        from unlearn_mc.study.runner import default_device
+        from unlearn_mc.study.stage_runner import default_device
 
         self.study, self.method, self.settings, self.root = study, study.methods[method], settings, root
         self.loaders = datamodule.eval_dataloaders()
