@@ -99,10 +99,8 @@ class RandomLabel(UnlearningModule):
         if label_draw not in LABEL_DRAWS:
             raise UnlearnMCError(f"label_draw={label_draw!r} is not a convention; use one of {', '.join(LABEL_DRAWS)}.")
         super().__init__(*args, **kwargs)
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.passes = passes
-        self.label_draw = label_draw
+        self.forget_weight, self.retain_weight = forget_weight, retain_weight
+        self.passes, self.label_draw = passes, label_draw
         self.phase: Phase = "joint"
         self.train_streams = ("forget", "retain") if retain_weight > 0 else ("forget",)
 

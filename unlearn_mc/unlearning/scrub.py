@@ -64,11 +64,8 @@ class SCRUB(WithFrozenReferences):
         if max_steps_per_epoch is not None and max_steps_per_epoch < 0:
             raise UnlearnMCError(f"max_steps_per_epoch={max_steps_per_epoch} must be at least 0 (or null for one pass over the forget loader).")
         super().__init__(*args, **kwargs)
-        self.temperature = temperature
-        self.gamma = gamma
-        self.alpha = alpha
-        self.max_steps_epochs = max_steps_epochs
-        self.max_steps_per_epoch = max_steps_per_epoch
+        self.temperature, self.gamma, self.alpha = temperature, gamma, alpha
+        self.max_steps_epochs, self.max_steps_per_epoch = max_steps_epochs, max_steps_per_epoch
         self.phase: Phase = "min"
         self.add_reference("teacher", frozen_copy(self.net))
 
