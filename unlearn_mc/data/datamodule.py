@@ -96,7 +96,8 @@ class UnlearningDataModule(ServesLoaders):
         check_loader_arguments(train_streams, batch_size, eval_batch_size, eval_retain_max)
         check_shadows(shadow_count, shadow_index)
         self.save_hyperparameters()  # the arguments as given (a subclass's own ones too), for loggers and checkpoints
-        # the settings, checked, as the rest of the module reads them (hparams keeps what the constructors were given)
+        # the settings, checked (forget_classes is None unless the rule is class, and so on): the rest of the module reads these,
+        # while hparams keeps what the constructors were given
         self.dataset_name, self.data_dir, self.download, self.image_size = dataset, data_dir, download, image_size
         self.forget_rule, self.forget_ratio, self.forget_count, self.forget_classes = forget_rule, forget_ratio, forget_count, forget_classes
         self.exclude_forget_classes_from_test, self.memorisation_file = exclude_forget_classes_from_test, memorisation_file
@@ -163,7 +164,7 @@ class UnlearningDataModule(ServesLoaders):
         if self.shadow_count is not None:
             from unlearn_mc.data.shadows import shadow_streams
 
-            indices = shadow_streams(self.split, self.source.train_targets.numpy(), self._class_rule_classes(), self.shadow_count,
+            indices = shadow_streams(self.split, self.source.train_targets.numpy(), self.forget_classes, self.shadow_count,
                                      self.shadow_index, self.shadow_seed, self.memorisation)
         else:
             indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
@@ -189,10 +190,7 @@ class UnlearningDataModule(ServesLoaders):
         from unlearn_mc.data.shadows import attack_non_members
 
         self._require_setup()
-        return attack_non_members(self.split, self.source.train_targets.numpy(), self._class_rule_classes(), self.memorisation)
-
-    def _class_rule_classes(self) -> list[int] | None:
-        return self.forget_classes if self.forget_rule == "class" else None
+        return attack_non_members(self.split, self.source.train_targets.numpy(), self.forget_classes, self.memorisation)
 
     def pool_dataset(self, indices: Sequence[int]) -> Dataset:
         """Examples of the training pool by pool index, without augmentation (e.g. for membership inference)."""
