@@ -160,7 +160,7 @@ class MethodObjective(CurveObjective):
 
 def resolve_method(name: str) -> type:
     """The class ``name``: a dotted path (``package.module.Class``) or a class of ``unlearn_mc.unlearning``."""
-    import unlearn_mc.unlearning as methods
+    from unlearn_mc.unlearning.registry import METHOD_NAMES, METHODS
 
     if "." in name:
         module_name, _, class_name = name.rpartition(".")
@@ -169,9 +169,9 @@ def resolve_method(name: str) -> type:
         except ImportError:
             found = None
     else:
-        found = getattr(methods, name, None)
+        found = METHODS.get(name)
     if not isinstance(found, type):
-        known = ", ".join(n for n in getattr(methods, "__all__", []) if n not in ("UnlearningModule", "average_gap"))
+        known = ", ".join(METHOD_NAMES)
         raise UnlearnMCError(
             f"objective={name!r} is neither {' nor '.join(BUILT_IN)} nor an unlearning method class; use one of those, "
             f"a class of unlearn_mc.unlearning ({known}) or a dotted path to your own class."

@@ -7,21 +7,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
-from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
-from unlearn_mc.data.sharding import distributed_eval_loader
+from unlearn_mc.data.arguments import TRAIN_STREAMS, check_fractions, check_loader_arguments, check_shadows, forget_rule_arguments
+from unlearn_mc.data.loaders import ServesLoaders
 from unlearn_mc.data.sources import SOURCES, SourceData, load_source
 from unlearn_mc.data.splits import Split, SplitSettings, labels_digest, load_or_create_split
 from unlearn_mc.errors import UnlearnMCError
 
-TRAIN_STREAMS = ("full", "retain", "forget")
 DEFAULT_TEST_FRACTION = 0.2  # for sources without a test set of their own
 
 
-class UnlearningDataModule(L.LightningDataModule):
+class UnlearningDataModule(ServesLoaders):
     """Serves the training streams a module asks for and the evaluation splits of an unlearning study.
 
     Training streams (augmented): ``full`` = D_f ∪ D_r, ``retain`` = D_r, ``forget`` = D_f. The
@@ -92,41 +90,21 @@ class UnlearningDataModule(L.LightningDataModule):
         super().__init__()
         if dataset not in self.sources:
             raise UnlearnMCError(f"unknown dataset {dataset!r}; choose one of {', '.join(self.sources)}.")
-        if forget_rule not in ("random", "class", "memorised"):
-            raise UnlearnMCError(f"forget_rule={forget_rule!r} is not a rule; use 'random', 'class' or 'memorised'.")
-        if forget_rule == "memorised" and not memorisation_file:
-            raise UnlearnMCError("forget_rule='memorised' needs memorisation_file, the lira_shadows.npz of a study with analyses.lira.")
-        if forget_rule != "memorised":
-            memorisation_file = None
-        if forget_rule in ("random", "memorised"):
-            if forget_count is not None:
-                if forget_count < 1:
-                    raise UnlearnMCError(f"forget_count={forget_count} must be at least 1.")
-                forget_ratio = None
-            elif forget_ratio is None or not 0.0 < forget_ratio < 1.0:
-                raise UnlearnMCError(f"forget_ratio={forget_ratio} must lie strictly between 0 and 1.")
-            forget_classes = None
-        else:
-            if not forget_classes:
-                raise UnlearnMCError("forget_rule='class' needs forget_classes, a non-empty list of class ids.")
-            forget_ratio, forget_count = None, None
-        if not 0.0 <= val_fraction < 1.0:
-            raise UnlearnMCError(f"val_fraction={val_fraction} must lie in [0, 1).")
-        if not 0.0 < test_fraction < 1.0:
-            raise UnlearnMCError(f"test_fraction={test_fraction} must lie strictly between 0 and 1.")
-        if train_streams is not None:
-            unknown = [name for name in train_streams if name not in TRAIN_STREAMS]
-            if unknown or not train_streams:
-                raise UnlearnMCError(f"train_streams={train_streams} is invalid; use a non-empty list of {', '.join(TRAIN_STREAMS)}.")
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise UnlearnMCError(f"{name}={value} must be at least 1.")
-        if eval_retain_max is not None and eval_retain_max < 1:
-            raise UnlearnMCError(f"eval_retain_max={eval_retain_max} must be at least 1 (or null for all of D_r).")
-        if shadow_count is not None and (shadow_count < 2 or not 0 <= shadow_index < shadow_count):
-            raise UnlearnMCError(f"shadow_count={shadow_count}, shadow_index={shadow_index}: use at least 2 shadows and an index in 0..K-1.")
-        self.save_hyperparameters()
-        self.dataset_name = dataset
+        forget_ratio, forget_count, forget_classes, memorisation_file = forget_rule_arguments(
+            forget_rule, forget_ratio, forget_count, forget_classes, memorisation_file)
+        check_fractions(val_fraction, test_fraction)
+        check_loader_arguments(train_streams, batch_size, eval_batch_size, eval_retain_max)
+        check_shadows(shadow_count, shadow_index)
+        self.save_hyperparameters()  # the arguments as given (a subclass's own ones too), for loggers and checkpoints
+        # the settings, checked (forget_classes is None unless the rule is class, and so on): the rest of the module reads these,
+        # while hparams keeps what the constructors were given
+        self.dataset_name, self.data_dir, self.download, self.image_size = dataset, data_dir, download, image_size
+        self.forget_rule, self.forget_ratio, self.forget_count, self.forget_classes = forget_rule, forget_ratio, forget_count, forget_classes
+        self.exclude_forget_classes_from_test, self.memorisation_file = exclude_forget_classes_from_test, memorisation_file
+        self.split_seed, self.val_fraction, self.test_fraction, self.eval_retain_max = split_seed, val_fraction, test_fraction, eval_retain_max
+        self.train_streams, self.combined_mode = train_streams, combined_mode
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.shadow_count, self.shadow_index, self.shadow_seed = shadow_count, shadow_index, shadow_seed
         self.split_file = Path(split_file) if split_file else Path("checkpoints") / dataset / "split.json"
         self.source: SourceData | None = None
         self.split: Split | None = None
@@ -148,26 +126,25 @@ class UnlearningDataModule(L.LightningDataModule):
         """Load the source and reuse or draw the persisted split (same result on every process)."""
         if self.split is not None:
             return
-        hp = self.hparams
         source = self.load_source()
         settings = SplitSettings(
-            dataset=hp.dataset,
+            dataset=self.dataset_name,
             pool_size=len(source.train_targets),
             labels_sha256=labels_digest(source.train_targets),
-            forget_rule=hp.forget_rule,
-            forget_ratio=hp.forget_ratio,
-            forget_count=hp.forget_count,
-            forget_classes=tuple(hp.forget_classes) if hp.forget_classes else None,
-            split_seed=hp.split_seed,
-            val_fraction=hp.val_fraction,
-            test_fraction=None if source.test is not None else hp.test_fraction,
+            forget_rule=self.forget_rule,
+            forget_ratio=self.forget_ratio,
+            forget_count=self.forget_count,
+            forget_classes=tuple(self.forget_classes) if self.forget_classes else None,
+            split_seed=self.split_seed,
+            val_fraction=self.val_fraction,
+            test_fraction=None if source.test is not None else self.test_fraction,
             memorisation_sha256=None,
         )
         memorisation = None
-        if hp.forget_rule == "memorised":
+        if self.forget_rule == "memorised":
             from unlearn_mc.data.memorised import read_memorisation
 
-            memorisation, digest = read_memorisation(hp.memorisation_file)
+            memorisation, digest = read_memorisation(self.memorisation_file)
             settings = dataclasses.replace(settings, memorisation_sha256=digest)
         self.split = load_or_create_split(self.split_file, settings, source.train_targets, source.num_classes, memorisation)
         self.memorisation = memorisation
@@ -175,8 +152,7 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def load_source(self) -> SourceData:
         """The training pool and test set of ``dataset`` (a subclass reading other data overrides this)."""
-        hp = self.hparams
-        return load_source(hp.dataset, hp.data_dir, hp.download, hp.image_size)
+        return load_source(self.dataset_name, self.data_dir, self.download, self.image_size)
 
     # ----------------------------------------------------------- the datasets
     def _train_view(self, indices: Sequence[int], augmented: bool) -> Dataset:
@@ -185,13 +161,11 @@ class UnlearningDataModule(L.LightningDataModule):
 
     def _stream_indices(self, stream: str) -> list[int]:
         self._require_setup()
-        hp = self.hparams
-        if hp.get("shadow_count") is not None:  # a subclass with its own arguments records none of the shadow ones
+        if self.shadow_count is not None:
             from unlearn_mc.data.shadows import shadow_streams
 
-            classes = hp.forget_classes if hp.forget_rule == "class" else None
-            indices = shadow_streams(self.split, self.source.train_targets.numpy(), classes, hp.shadow_count, hp.shadow_index,
-                                     hp.shadow_seed, self.memorisation)
+            indices = shadow_streams(self.split, self.source.train_targets.numpy(), self.forget_classes, self.shadow_count,
+                                     self.shadow_index, self.shadow_seed, self.memorisation)
         else:
             indices = {"full": self.split.train, "retain": self.split.retain, "forget": self.split.forget}
         if stream not in indices:
@@ -216,8 +190,7 @@ class UnlearningDataModule(L.LightningDataModule):
         from unlearn_mc.data.shadows import attack_non_members
 
         self._require_setup()
-        classes = self.hparams.forget_classes if self.hparams.forget_rule == "class" else None
-        return attack_non_members(self.split, self.source.train_targets.numpy(), classes, self.memorisation)
+        return attack_non_members(self.split, self.source.train_targets.numpy(), self.forget_classes, self.memorisation)
 
     def pool_dataset(self, indices: Sequence[int]) -> Dataset:
         """Examples of the training pool by pool index, without augmentation (e.g. for membership inference)."""
@@ -237,18 +210,17 @@ class UnlearningDataModule(L.LightningDataModule):
     def eval_datasets(self) -> dict[str, Dataset]:
         """Evaluation datasets by split name, in the order of ``eval_split_names``."""
         self._require_setup()
-        hp = self.hparams
         retain = np.asarray(self.split.retain)
-        if hp.eval_retain_max is not None and len(retain) > hp.eval_retain_max:
-            retain = np.sort(np.random.default_rng(hp.split_seed).permutation(retain)[: hp.eval_retain_max])
+        if self.eval_retain_max is not None and len(retain) > self.eval_retain_max:
+            retain = np.sort(np.random.default_rng(self.split_seed).permutation(retain)[: self.eval_retain_max])
         test, test_labels = self._test_parts()
         datasets = {
             "forget": self._train_view(self.split.forget, augmented=False),
             "retain": self._train_view(retain, augmented=False),
         }
-        if hp.forget_rule == "class":
-            in_forget_classes = np.isin(test_labels, np.asarray(hp.forget_classes))
-            datasets["test"] = Subset(test, np.flatnonzero(~in_forget_classes).tolist()) if hp.exclude_forget_classes_from_test else test
+        if self.forget_rule == "class":
+            in_forget_classes = np.isin(test_labels, np.asarray(self.forget_classes))
+            datasets["test"] = Subset(test, np.flatnonzero(~in_forget_classes).tolist()) if self.exclude_forget_classes_from_test else test
             datasets["test_forget_class"] = Subset(test, np.flatnonzero(in_forget_classes).tolist())
         else:
             datasets["test"] = test
@@ -263,52 +235,6 @@ class UnlearningDataModule(L.LightningDataModule):
         names = ["forget", "retain", "test"]
         if self.split.val:
             names.append("val")
-        if self.hparams.forget_rule == "class":
+        if self.forget_rule == "class":
             names.append("test_forget_class")
         return names
-
-    # ------------------------------------------------------------ the loaders
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(
-            dataset,
-            batch_size=hp.batch_size if train else hp.eval_batch_size,
-            shuffle=train,
-            drop_last=False,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
-            collate_fn=self.source.collate_fn,
-        )
-
-    def requested_streams(self) -> tuple[str, ...]:
-        """The training streams to serve: this module's override, else the LightningModule's declaration, else ``full``."""
-        if self.hparams.train_streams:
-            return tuple(self.hparams.train_streams)
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        return tuple(getattr(module, "train_streams", ("full",)))
-
-    def train_dataloader(self):
-        streams = self.requested_streams()
-        loaders = {name: self._loader(self.train_dataset(name), train=True) for name in streams}
-        if len(loaders) == 1:
-            return next(iter(loaders.values()))
-        return CombinedLoader(loaders, mode=self.hparams.combined_mode)
-
-    def eval_dataloaders(self) -> dict[str, DataLoader]:
-        """Evaluation loaders by split name (no augmentation, no shuffling)."""
-        return {name: self._loader(dataset, train=False) for name, dataset in self.eval_datasets().items()}
-
-    def val_dataloader(self) -> list[DataLoader]:
-        """The evaluation loaders; under DDP each process reads its share of every split, none repeated."""
-        return [distributed_eval_loader(loader) for loader in self.eval_dataloaders().values()]
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self.val_dataloader()
-
-    def summary(self) -> dict[str, int]:
-        """Sizes of every split, for logs and reports."""
-        self._require_setup()
-        sizes = {"full": len(self.split.train), "forget": len(self.split.forget), "retain": len(self.split.retain)}
-        sizes.update({f"eval_{name}": len(dataset) for name, dataset in self.eval_datasets().items()})
-        return sizes
-

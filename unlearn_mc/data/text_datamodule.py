@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from unlearn_mc.data.datamodule import DEFAULT_TEST_FRACTION, UnlearningDataModule
+from unlearn_mc.data.datamodule import UnlearningDataModule
 from unlearn_mc.data.sources import SourceData
 from unlearn_mc.data.text_source import load_text_source
 from unlearn_mc.data.tokenization import TextEncoder
@@ -19,20 +19,28 @@ class TextDataModule(UnlearningDataModule):
     networks mask those positions). Everything else (forget rules, ``split_file``, streams, loaders) is
     ``UnlearningDataModule``'s; the split is persisted under ``checkpoints/text/split.json`` by default.
 
+    The other arguments are ``UnlearningDataModule``'s, documented there (``forget_ratio``, ``split_seed``, ``split_file``,
+    ``train_streams``, …), except the image ones (``download``, ``image_size``), the shadow models' and the ``memorised`` rule's.
+
     Args:
         data_dir: a JSONL / JSON / CSV file of ``{"text": …, "label": …}`` records, a folder with
             ``train.<ext>`` (and ``test.<ext>``), or a saved Hugging Face dataset (see ``text_records``).
         tokenizer: a local tokenizer folder (``save_pretrained``); null trains a word-level tokenizer on the pool.
         max_length: texts are truncated to this many tokens.
         vocab_size: size of the locally trained tokenizer's vocabulary (the net's embedding needs this many rows).
-        text_field, label_field: the record fields holding the text and the label.
+        text_field: the record field holding the text.
+        label_field: the record field holding the label.
         dataset: the name under which the split is stored (default ``text``).
+        forget_rule: ``random`` or ``class``, as in ``UnlearningDataModule``.
+        batch_size: training batch size.
+        eval_batch_size: evaluation batch size.
     """
 
     sources = ("text",)
 
     def __init__(
         self,
+        *,
         data_dir: str = "data/text.jsonl",
         tokenizer: str | None = None,
         max_length: int = 128,
@@ -41,33 +49,19 @@ class TextDataModule(UnlearningDataModule):
         label_field: str = "label",
         dataset: str = "text",
         forget_rule: Literal["random", "class"] = "random",
-        forget_ratio: float | None = 0.1,
-        forget_count: int | None = None,
-        forget_classes: list[int] | None = None,
-        exclude_forget_classes_from_test: bool = False,
-        split_seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = DEFAULT_TEST_FRACTION,
-        split_file: str | None = None,
-        train_streams: list[str] | None = None,
-        combined_mode: Literal["max_size_cycle", "min_size", "max_size", "sequential"] = "max_size_cycle",
-        eval_retain_max: int | None = None,
         batch_size: int = 32,
         eval_batch_size: int = 128,
-        num_workers: int = 0,
+        **kwargs,
     ) -> None:
         if max_length < 1:
             raise UnlearnMCError(f"max_length={max_length} must be at least 1.")
-        super().__init__(
-            dataset=dataset, data_dir=data_dir, forget_rule=forget_rule, forget_ratio=forget_ratio, forget_count=forget_count,
-            forget_classes=forget_classes, exclude_forget_classes_from_test=exclude_forget_classes_from_test, split_seed=split_seed,
-            val_fraction=val_fraction, test_fraction=test_fraction, split_file=split_file, train_streams=train_streams,
-            combined_mode=combined_mode, eval_retain_max=eval_retain_max, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-        )
+        # not offered for text: the image settings, the shadow models and the memorised rule (its arguments stay at these values)
+        super().__init__(dataset=dataset, data_dir=data_dir, forget_rule=forget_rule, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         download=False, image_size=32, shadow_count=None, shadow_index=0, shadow_seed=0, memorisation_file=None, **kwargs)
+        self.tokenizer, self.max_length, self.vocab_size = tokenizer, max_length, vocab_size
+        self.text_field, self.label_field = text_field, label_field
         self.encoder: TextEncoder | None = None
 
     def load_source(self) -> SourceData:
-        hp = self.hparams
-        source, self.encoder = load_text_source(hp.data_dir, hp.tokenizer, hp.max_length, hp.vocab_size, hp.text_field, hp.label_field)
+        source, self.encoder = load_text_source(self.data_dir, self.tokenizer, self.max_length, self.vocab_size, self.text_field, self.label_field)
         return source

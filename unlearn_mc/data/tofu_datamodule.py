@@ -56,6 +56,7 @@ class TofuDataModule(UnlearningDataModule):
         super().__init__(dataset="tofu", data_dir=data_dir, val_fraction=0.0, train_streams=train_streams, combined_mode=combined_mode,
                          eval_retain_max=eval_retain_max, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers)
         self.files = tofu_files(data_dir, split)  # bad folder or split: refused before anything is written
+        self.tokenizer, self.prompt, self.max_length, self.vocab_size = tokenizer, prompt, max_length, vocab_size
         self.encoder: TextEncoder | None = None
         self.records: dict[str, list[QARecord]] = {}
         self.test_data: Dataset | None = None
@@ -67,18 +68,16 @@ class TofuDataModule(UnlearningDataModule):
 
     def encode(self, records: list[QARecord], answer: str = "answer") -> TokenDataset:
         """Samples (ids, targets) of ``records`` with their ``answer`` field (or ``paraphrased_answer``)."""
-        hp = self.hparams
-        pairs = [encode_qa(self.encoder, r.question, getattr(r, answer), hp.prompt, hp.max_length) for r in records]
+        pairs = [encode_qa(self.encoder, r.question, getattr(r, answer), self.prompt, self.max_length) for r in records]
         return TokenDataset([ids for ids, _ in pairs], [targets for _, targets in pairs])
 
     def setup(self, stage: str | None = None) -> None:
         if self.split is not None:
             return
-        hp = self.hparams
         self.records = {name: read_qa_file(path) for name, path in self.files.items()}
         forget, retain = self.records["forget"], self.records["retain"]
-        texts = [f"{hp.prompt.format(question=r.question)} {r.answer}" for r in forget + retain]
-        self.encoder = text_encoder(hp.tokenizer, texts, hp.vocab_size)
+        texts = [f"{self.prompt.format(question=r.question)} {r.answer}" for r in forget + retain]
+        self.encoder = text_encoder(self.tokenizer, texts, self.vocab_size)
         pool = self.encode(forget + retain)
         tests = [self.encode(self.records[name]) for name in ("real_authors", "world_facts") if name in self.records]
         self.test_data = ConcatDataset(tests) if tests else None
@@ -89,7 +88,7 @@ class TofuDataModule(UnlearningDataModule):
 
     def eval_datasets(self) -> dict[str, Dataset]:
         self._require_setup()
-        retain = self.split.retain[: self.hparams.eval_retain_max] if self.hparams.eval_retain_max else self.split.retain
+        retain = self.split.retain[: self.eval_retain_max] if self.eval_retain_max else self.split.retain
         datasets = {"forget": self._train_view(self.split.forget, False), "retain": self._train_view(retain, False)}
         if self.test_data is not None:
             datasets["test"] = self.test_data

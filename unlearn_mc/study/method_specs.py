@@ -12,13 +12,12 @@ from unlearn_mc.study.spec_types import FIXED_ENDPOINTS, METHOD_KEYS, MethodSpec
 
 def resolve_method_class(name: str, where: str) -> str:
     """The dotted class path of an unlearning method given as a class name of ``unlearn_mc.unlearning`` or a dotted path."""
-    from unlearn_mc import unlearning
     from unlearn_mc.unlearning.base import UnlearningModule
+    from unlearn_mc.unlearning.registry import METHOD_NAMES, method_class
 
-    known = sorted(n for n in unlearning.__all__ if isinstance(getattr(unlearning, n), type) and issubclass(getattr(unlearning, n), UnlearningModule) and n != "UnlearningModule")
+    known = METHOD_NAMES
     if "." not in name:
-        if name not in known:
-            fail(f"unknown method {name!r} in {where}; choose one of {', '.join(known)} or give a dotted class path.")
+        method_class(name, where)  # refuses an unknown name
         return f"unlearn_mc.unlearning.{name}"
     module_name, _, class_name = name.rpartition(".")
     try:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import Batches, Forward, frozen_copy
@@ -26,35 +26,33 @@ class BadTeacher(WithFrozenReferences):
     share of the paper's mixed data, restores its weighting); as in the paper the student sees the
     forget and retain samples in one forward call (shared BatchNorm batch statistics).
 
+    The other shared arguments (``net``, ``original``, ``retrain``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
+        optimizer: optimiser factory, Adam by default (the paper's; the other methods default to SGD).
         temperature: T of the softened distributions (1.0 in the paper).
         teacher_seed: seed of the incompetent teacher's random initialisation.
         forget_weight: λ_f (1.0).
         retain_weight: λ_r (1.0).
-        (the other arguments are those of ``UnlearningModule``)
     """
 
     train_streams = ("forget", "retain")
 
     def __init__(
         self,
-        net: nn.Module,
-        original: str,
-        retrain: str | None = None,
+        *args,
         optimizer: OptimizerCallable = torch.optim.Adam,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
         temperature: float = 1.0,
         teacher_seed: int = 0,
         forget_weight: float = 1.0,
         retain_weight: float = 1.0,
+        **kwargs,
     ) -> None:
         if temperature <= 0:
             raise UnlearnMCError(f"temperature={temperature} must be positive.")
         if forget_weight < 0 or retain_weight < 0:
             raise UnlearnMCError(f"forget_weight={forget_weight} and retain_weight={retain_weight} must be at least 0.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
+        super().__init__(*args, optimizer=optimizer, **kwargs)
         self.temperature = temperature
         self.forget_weight = forget_weight
         self.retain_weight = retain_weight

@@ -29,11 +29,13 @@ from unlearn_mc.models.modes import module_mode
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.optim.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
+from unlearn_mc.unlearning.forwarding import forwarded_signature
 
 Forward = Callable[[Tensor], Tensor]
 Batches = Mapping[str, tuple[Tensor, Tensor]]
 
 STATE_KEY = "unlearn_mc_unlearning"
+RECORDED_HPARAMS = ("dynamics",)  # hyper-parameters recorded after __init__ (DynamicsHooks.on_fit_start), not arguments
 __all__ = ["Batches", "Forward", "GAP_METRICS", "UnlearningModule", "average_gap", "frozen_copy"]  # the last three re-exported
 
 
@@ -41,7 +43,10 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
     """Base LightningModule of the unlearning methods.
 
     Subclasses set ``train_streams`` (the DataModule streams the loss needs, e.g.
-    ``("forget", "retain")``) and implement ``loss(forward, batches)``.
+    ``("forget", "retain")``) and implement ``loss(forward, batches)``. A subclass with arguments of its own
+    declares only those, keyword-only, and forwards the shared ones documented here:
+    ``def __init__(self, *args, alpha: float = 0.99, **kwargs)`` calling ``super().__init__(*args, **kwargs)``
+    (see ``unlearning.forwarding``; the CLI, ``save_hyperparameters`` and ``inspect.signature`` all see every argument).
 
     Args:
         net: the architecture of the original model (any ``nn.Module``).
@@ -53,6 +58,9 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         min_retain_acc: stop when the validation retain accuracy falls below this floor.
         curriculum: optional per-sample reweighting of every loss term (e.g. ``unlearn_mc.optim.SuperLoss``);
             it is called as ``curriculum(per_sample, key)`` and returns the reduced scalar.
+        **recorded: what a checkpoint's hyper-parameters hold beside these arguments (``dynamics``, which
+            ``DynamicsHooks`` adds when training starts), taken so that ``load_from_checkpoint`` can pass a
+            checkpoint's hyper-parameters back, and kept in ``hparams``; any other keyword is refused.
 
     Runtime: ``runtime_s`` = the wall time of the training steps + every term added with
     ``record_runtime`` (work done outside the steps that the unlearning needs: SalUn's saliency mask,
@@ -67,6 +75,10 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
 
     train_streams: tuple[str, ...] = ("forget", "retain")
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = forwarded_signature(cls)  # inspect.signature(cls): the forwarded arguments spelt out
+
     def __init__(
         self,
         net: nn.Module,
@@ -76,7 +88,11 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         lr_scheduler: LRSchedulerCallable | None = None,
         min_retain_acc: float | None = None,
         curriculum: nn.Module | None = None,
+        **recorded,
     ) -> None:
+        unknown = sorted(set(recorded) - set(RECORDED_HPARAMS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}")
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "lr_scheduler", "curriculum"])
         self.net = load_network_weights(net, original) if original is not None else net

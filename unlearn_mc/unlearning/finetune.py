@@ -12,6 +12,7 @@ class FineTune(UnlearningModule):
     """Minimises CE on D_r: L = (1/|B_r|)·Σ_{(x,y) ∈ B_r} −log softmax(f(x))[y].
 
     Forgetting comes only from catastrophic forgetting of D_f (Warnecke et al. 2023; Golatkar et al. 2020).
+    Its arguments are ``UnlearningModule``'s, documented there.
     """
 
     train_streams = ("retain",)

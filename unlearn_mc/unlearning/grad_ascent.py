@@ -9,7 +9,10 @@ from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
 
 
 class GradientAscent(UnlearningModule):
-    """Minimises −CE on D_f: L = −(1/|B_f|)·Σ_{(x,y) ∈ B_f} −log softmax(f(x))[y] (Thudi et al. 2022)."""
+    """Minimises −CE on D_f: L = −(1/|B_f|)·Σ_{(x,y) ∈ B_f} −log softmax(f(x))[y] (Thudi et al. 2022).
+
+    Its arguments are ``UnlearningModule``'s, documented there.
+    """
 
     train_streams = ("forget",)
 

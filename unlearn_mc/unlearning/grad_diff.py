@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
@@ -17,28 +15,19 @@ class GradDiff(UnlearningModule):
     L = α·(1/|B_r|)·Σ_{(x,y) ∈ B_r} ℓ(x, y) − (1−α)·(1/|B_f|)·Σ_{(x,y) ∈ B_f} ℓ(x, y),
     with ℓ(x, y) = −log softmax(f(x))[y] the cross-entropy.
 
+    The shared arguments (``net``, ``original``, ``optimizer``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
         alpha: weight α ∈ [0, 1] of the retain term; 1 − α weighs the forget ascent. NegGrad+
             keeps α near 1 (0.99 here; the SCRUB repository's CIFAR runs use 0.95).
-        (the other arguments are those of ``UnlearningModule``)
     """
 
     train_streams = ("forget", "retain")
 
-    def __init__(
-        self,
-        net: nn.Module,
-        original: str | None,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
-        alpha: float = 0.99,
-    ) -> None:
+    def __init__(self, *args, alpha: float = 0.99, **kwargs) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise UnlearnMCError(f"alpha={alpha} must lie in [0, 1] (the weight of the retain term).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
+        super().__init__(*args, **kwargs)
         self.alpha = alpha
 
     def loss(self, forward: Forward, batches: Batches) -> Tensor:

@@ -6,8 +6,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.sequence import cross_entropy_per_sample, kl_per_sample
@@ -26,33 +25,23 @@ class KLRetain(WithFrozenReferences):
     For a causal LM the KL is averaged over the answer positions of each retain sample (``kl_per_sample``).
     Both models run in eval mode for the KL target (no dropout in p_orig).
 
+    The shared arguments (``net``, ``original``, ``optimizer``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
         forget: ``grad_ascent`` or ``npo``.
         beta: NPO's β.
         retain_weight: λ_r.
-        (the other arguments are those of ``UnlearningModule``)
     """
 
     train_streams = ("forget", "retain")
 
-    def __init__(
-        self,
-        net: nn.Module,
-        original: str | None,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
-        forget: Literal["grad_ascent", "npo"] = "grad_ascent",
-        beta: float = 0.1,
-        retain_weight: float = 1.0,
-    ) -> None:
+    def __init__(self, *args, forget: Literal["grad_ascent", "npo"] = "grad_ascent", beta: float = 0.1, retain_weight: float = 1.0,
+                 **kwargs) -> None:
         if forget not in ("grad_ascent", "npo"):
             raise UnlearnMCError(f"forget={forget!r} is not a forget term; use 'grad_ascent' or 'npo'.")
         if beta <= 0 or retain_weight < 0:
             raise UnlearnMCError(f"beta={beta} must be positive and retain_weight={retain_weight} at least 0.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
+        super().__init__(*args, **kwargs)
         self.forget, self.beta, self.retain_weight = forget, beta, retain_weight
         self.add_reference("reference", frozen_copy(self.net))
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
@@ -22,27 +20,18 @@ class L1Sparse(UnlearningModule):
     ``forward`` (see ``common.forward_parameters``): an ``nn.Module``, or a callable exposing
     ``parameters()`` or a ``params`` mapping.
 
+    The shared arguments (``net``, ``original``, ``optimizer``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
         alpha: α, the initial ℓ1 weight (5e-4).
-        (the other arguments are those of ``UnlearningModule``)
     """
 
     train_streams = ("retain",)
 
-    def __init__(
-        self,
-        net: nn.Module,
-        original: str,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
-        alpha: float = 5e-4,
-    ) -> None:
+    def __init__(self, *args, alpha: float = 5e-4, **kwargs) -> None:
         if alpha < 0:
             raise UnlearnMCError(f"alpha={alpha} must be at least 0 (the initial weight of the l1 penalty).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
+        super().__init__(*args, **kwargs)
         self.alpha = alpha
         self._total_steps: float | None = None
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import Batches, Forward, frozen_copy
@@ -35,30 +34,20 @@ class NPO(WithFrozenReferences):
     We keep the student in its own (training) mode rather than forcing it to eval mode, so that it
     trains like every other method here and its BatchNorm statistics keep following its weights.
 
+    The shared arguments (``net``, ``original``, ``optimizer``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
         beta: β, the inverse temperature (0.1 in the paper).
         retain_weight: λ_r; 0 drops the retain term and the module then trains on ``forget`` only
             (the paper's "NPO"; λ_r > 0 is its "NPO+RT").
-        (the other arguments are those of ``UnlearningModule``)
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        original: str | None,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
-        beta: float = 0.1,
-        retain_weight: float = 1.0,
-    ) -> None:
+    def __init__(self, *args, beta: float = 0.1, retain_weight: float = 1.0, **kwargs) -> None:
         if beta <= 0:
             raise UnlearnMCError(f"beta={beta} must be positive.")
         if retain_weight < 0:
             raise UnlearnMCError(f"retain_weight={retain_weight} must be at least 0 (0 disables the retain term).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
+        super().__init__(*args, **kwargs)
         self.beta = beta
         self.retain_weight = retain_weight
         self.train_streams = ("forget", "retain") if retain_weight > 0 else ("forget",)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import Batches, Forward, UnlearningModule
@@ -77,31 +76,20 @@ class RandomLabel(UnlearningModule):
     both terms, the two batches through the network together (``concatenated``) or each on its own
     (``forget_then_retain``).
 
+    The shared arguments (``net``, ``original``, ``optimizer``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
         forget_weight: λ_f, the weight of the random-label term (1.0).
         retain_weight: λ_r, the weight of the retain cross-entropy (1.0; 0 drops the term and the
             module then trains on ``forget`` only, every step a forget step).
         passes: ``"concatenated"`` or ``"forget_then_retain"``, as above.
         label_draw: ``"other_classes"`` or ``"all_classes"``, as above.
-        (the other arguments are those of ``UnlearningModule``)
     """
 
     train_streams = ("forget", "retain")
 
-    def __init__(
-        self,
-        net: nn.Module,
-        original: str,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
-        forget_weight: float = 1.0,
-        retain_weight: float = 1.0,
-        passes: Passes = "concatenated",
-        label_draw: LabelDraw = "other_classes",
-    ) -> None:
+    def __init__(self, *args, forget_weight: float = 1.0, retain_weight: float = 1.0, passes: Passes = "concatenated",
+                 label_draw: LabelDraw = "other_classes", **kwargs) -> None:
         if forget_weight <= 0:
             raise UnlearnMCError(f"forget_weight={forget_weight} must be positive.")
         if retain_weight < 0:
@@ -110,11 +98,9 @@ class RandomLabel(UnlearningModule):
             raise UnlearnMCError(f"passes={passes!r} is not a schedule; use one of {', '.join(PASSES)}.")
         if label_draw not in LABEL_DRAWS:
             raise UnlearnMCError(f"label_draw={label_draw!r} is not a convention; use one of {', '.join(LABEL_DRAWS)}.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.passes = passes
-        self.label_draw = label_draw
+        super().__init__(*args, **kwargs)
+        self.forget_weight, self.retain_weight = forget_weight, retain_weight
+        self.passes, self.label_draw = passes, label_draw
         self.phase: Phase = "joint"
         self.train_streams = ("forget", "retain") if retain_weight > 0 else ("forget",)
 

@@ -7,14 +7,13 @@ from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from unlearn_mc.checkpoints import raw_state_dict, read_checkpoint
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.models.modes import module_mode
-from unlearn_mc.unlearning.random_label import LabelDraw, Passes, RandomLabel
+from unlearn_mc.unlearning.random_label import RandomLabel
 
 MASK_KEY_PREFIXES = ("", "net.", "model.", "module.")
 
@@ -90,38 +89,19 @@ class SalUn(RandomLabel):
     ``mask_path`` gives a precomputed one; mask and θ_o are buffers, so checkpoints carry them.
     The time the mask takes counts in ``unlearn/runtime_s`` and is logged on its own as ``unlearn/mask_s``.
 
+    The other arguments are ``RandomLabel``'s (``forget_weight``, ``retain_weight``, ``passes``: SalUn's CIFAR-10 code
+    is ``"forget_then_retain"``, ``label_draw``: its code is ``"all_classes"``) and ``UnlearningModule``'s, documented there.
+
     Args:
         mask_ratio: fraction of the weights SalUn may update (0.5 in the paper).
         mask_path: optional file holding ``{parameter name: tensor}`` (non-zero = may update), e.g.
             ``torch.save(saliency_mask(net, loader), path)`` or SalUn's own mask files.
-        forget_weight, retain_weight: λ_f, λ_r, as in ``RandomLabel``.
-        passes: ``"concatenated"`` (every step a forget and a retain batch through the network together) or
-            ``"forget_then_retain"`` (a forget pass, then a retain pass, each epoch: SalUn's CIFAR-10 code), as in
-            ``RandomLabel``.
-        label_draw: ``"other_classes"`` (ỹ ≠ y) or ``"all_classes"`` (ỹ uniform over all C classes, SalUn's code), as in ``RandomLabel``.
-        (the other arguments are those of ``UnlearningModule``)
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        original: str,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
-        forget_weight: float = 1.0,
-        retain_weight: float = 1.0,
-        mask_ratio: float = 0.5,
-        mask_path: str | None = None,
-        passes: Passes = "concatenated",
-        label_draw: LabelDraw = "other_classes",
-    ) -> None:
+    def __init__(self, *args, mask_ratio: float = 0.5, mask_path: str | None = None, **kwargs) -> None:
         if not 0.0 < mask_ratio <= 1.0:
             raise UnlearnMCError(f"mask_ratio={mask_ratio} must lie in (0, 1]: the fraction of weights SalUn may update.")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum=curriculum, forget_weight=forget_weight,
-                         retain_weight=retain_weight, passes=passes, label_draw=label_draw)
+        super().__init__(*args, **kwargs)
         self.mask_ratio = mask_ratio
         trainable = {name: p for name, p in self.net.named_parameters() if p.requires_grad}
         self.anchor = _TensorStore({name: p.detach().clone() for name, p in trainable.items()})

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.unlearning.base import Batches, Forward, frozen_copy
@@ -35,6 +34,8 @@ class SCRUB(WithFrozenReferences):
     ``loss``, so ``loss(forward, batches)`` always returns the objective of the current step;
     outside training ``phase`` keeps its last value ("min" initially) and may be set by hand.
 
+    The shared arguments (``net``, ``original``, ``optimizer``, …) are ``UnlearningModule``'s, documented there.
+
     Args:
         temperature: T of the distillation (4 in the paper's CIFAR runs).
         gamma: γ, weight of the retain cross-entropy in min-steps (0.99).
@@ -42,25 +43,19 @@ class SCRUB(WithFrozenReferences):
         max_steps_epochs: number of leading epochs that contain max-steps (2; the paper's
             ``msteps``, whose loop runs max-steps while ``epoch <= msteps``).
         max_steps_per_epoch: max-steps per such epoch; None = one pass over the forget loader.
-        (the other arguments are those of ``UnlearningModule``)
     """
 
     train_streams = ("forget", "retain")
 
     def __init__(
         self,
-        net: nn.Module,
-        original: str,
-        retrain: str | None = None,
-        optimizer: OptimizerCallable = torch.optim.SGD,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        min_retain_acc: float | None = None,
-        curriculum: nn.Module | None = None,
+        *args,
         temperature: float = 4.0,
         gamma: float = 0.99,
         alpha: float = 0.001,
         max_steps_epochs: int = 2,
         max_steps_per_epoch: int | None = None,
+        **kwargs,
     ) -> None:
         if temperature <= 0:
             raise UnlearnMCError(f"temperature={temperature} must be positive.")
@@ -68,12 +63,9 @@ class SCRUB(WithFrozenReferences):
             raise UnlearnMCError(f"max_steps_epochs={max_steps_epochs} must be at least 0.")
         if max_steps_per_epoch is not None and max_steps_per_epoch < 0:
             raise UnlearnMCError(f"max_steps_per_epoch={max_steps_per_epoch} must be at least 0 (or null for one pass over the forget loader).")
-        super().__init__(net, original, retrain, optimizer, lr_scheduler, min_retain_acc, curriculum)
-        self.temperature = temperature
-        self.gamma = gamma
-        self.alpha = alpha
-        self.max_steps_epochs = max_steps_epochs
-        self.max_steps_per_epoch = max_steps_per_epoch
+        super().__init__(*args, **kwargs)
+        self.temperature, self.gamma, self.alpha = temperature, gamma, alpha
+        self.max_steps_epochs, self.max_steps_per_epoch = max_steps_epochs, max_steps_per_epoch
         self.phase: Phase = "min"
         self.add_reference("teacher", frozen_copy(self.net))
 
