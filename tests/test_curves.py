@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
 from unlearn_mc.checkpoints import load_network_weights, save_state_dict_atomically
-from unlearn_mc.curves import Bezier, CurveEvaluation, CurveModule, Linear, PolyChain, build_family, evaluate_curve, make_t_grid
+from unlearn_mc.curves import Bezier, Curve, CurveEvaluation, CurveModule, Linear, PolyChain, build_family, evaluate_curve, make_t_grid
 from unlearn_mc.curves.objectives import RetainMinusForget
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.batchnorm import batchnorm_layers
@@ -198,6 +199,20 @@ def test_exported_point_reproduces_the_curve(digits_models, batch, tmp_path):
     exported = load_network_weights(digits_net(), path).eval()
     assert torch.equal(exported(inputs), curve(inputs, t=t))
     assert torch.equal(curve.network_at(t).eval()(inputs), curve(inputs, t=t))
+
+
+def test_the_plain_curve_object_evaluates_without_lightning(digits_models, batch):
+    inputs, _ = batch
+    datamodule = digits_models.datamodule()
+    datamodule.setup()
+    loaders = datamodule.eval_dataloaders()
+    module = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="polychain", num_bends=4)
+    curve = Curve(digits_net(), digits_models.original, digits_models.retrain, "polychain", 4)
+    assert isinstance(module.curve, Curve) and not isinstance(curve, L.LightningModule)
+    assert list(curve.state_dict()) == [key.removeprefix("curve.") for key in module.state_dict()]
+    ours, theirs = (evaluate_curve(c.eval(), loaders, t_grid=3, bn_loader=loaders["retain"], bn_batches=2) for c in (curve, module))
+    assert ours.rows == theirs.rows and ours.summary["curve_length"] == theirs.summary["curve_length"] > 0
+    assert torch.equal(curve.network_at(0.5, bn_loader=loaders["retain"], bn_batches=2).eval()(inputs), curve(inputs, t=0.5))
 
 
 # ---------------------------------------------------------------- training lowers the barrier
