@@ -151,6 +151,11 @@ class CurveModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         return curve_module_from_checkpoint(cls, path, net)
 
     @property
+    def net(self) -> nn.Module:
+        """The architecture the curve runs, its slots emptied (``curve.net``; the network at φ(t) is ``network_at(t)``)."""
+        return self.curve.net
+
+    @property
     def num_bends(self) -> int:
         return self.curve.family.num_bends
 
