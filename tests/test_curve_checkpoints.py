@@ -84,7 +84,8 @@ def test_a_checkpoint_of_the_earlier_layout_loads_into_the_curve(tmp_path):
     path = tmp_path / "again.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
     again = CurveModule.load_curve(path, Legacy()).eval()
-    from unlearn_mc.curves import Curve  # not at module level: the fixture is written with a0e0732's code, which had no Curve
+    # imported here, not at the top: write_fixture runs with a0e0732's code, which had no Curve
+    from unlearn_mc.curves import Curve
 
     curve = Curve(Legacy(), None, None, "bezier", 3, trainable=["conv.*", "norm.*"])
     curve.load_state_dict(module.curve.state_dict())

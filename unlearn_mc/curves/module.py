@@ -22,7 +22,7 @@ from unlearn_mc.curves.checkpoint import curve_module_from_checkpoint, under_cur
 from unlearn_mc.curves.curve import Curve
 from unlearn_mc.curves.families import build_family
 from unlearn_mc.curves.loaders import bn_loader, evaluation_loaders
-from unlearn_mc.curves.objectives import build_objective
+from unlearn_mc.curves.objectives import BUILT_IN, build_objective
 from unlearn_mc.curves.point import PointForward
 from unlearn_mc.curves.t_sampler import TSampler
 from unlearn_mc.data.batches import ModelInputs, split_batch, stream_batches
@@ -134,7 +134,8 @@ class CurveModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         # a module or state_dict is kept as a snapshot of its tensors, outside the module's submodules and state
         in_memory = isinstance(retrain_source, (nn.Module, Mapping))
         self.retrain_source = network_state_from_source(net, retrain_source, "retrain") if in_memory else retrain_source
-        self.objective = build_objective(objective, objective_source, self._start_network(net))
+        # the built-in objectives take no network; a method is built on the start model (its net as built is θ_0)
+        self.objective = build_objective(objective, objective_source, net if str(objective).lower() in BUILT_IN else self._start_network(net))
         self.register_load_state_dict_pre_hook(under_curve)  # checkpoints of the earlier layout, keys without "curve."
 
     def _start_network(self, net: nn.Module) -> nn.Module:
