@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unlearn_mc.curves import CurveModule
+from unlearn_mc.curves import Curve
 from unlearn_mc.curves.combination import ReusableBuffer
 from unlearn_mc.models import SmallCNN
 
@@ -21,9 +21,9 @@ def _net(seed: int, dtype=torch.float32) -> SmallCNN:
     return SmallCNN(in_channels=1, num_classes=3, width=4).to(dtype)
 
 
-def _pair(dtype=torch.float32, num_bends: int = 3) -> tuple[CurveModule, CurveModule]:
-    """Two identical curves; the second never reuses memory."""
-    curves = [CurveModule(_net(0, dtype), _net(1, dtype), _net(2, dtype), curve="bezier", num_bends=num_bends).to(dtype).train() for _ in range(2)]
+def _pair(dtype=torch.float32, num_bends: int = 3) -> tuple[Curve, Curve]:
+    """Two identical curves (plain ``Curve`` objects, as a ``CurveModule`` trains them); the second never reuses memory."""
+    curves = [Curve(_net(0, dtype), _net(1, dtype), _net(2, dtype), "bezier", num_bends).to(dtype).train() for _ in range(2)]
     curves[1]._phi_buffer = curves[1]._grad_buffer = None
     return curves[0], curves[1]
 
@@ -33,7 +33,7 @@ def _batch(seed: int, dtype=torch.float32):
     return torch.randn(6, 1, 8, 8, generator=generator, dtype=dtype), torch.randint(0, 3, (6,), generator=generator)
 
 
-def _first_data_ptr(curve: CurveModule, t: float) -> int:
+def _first_data_ptr(curve: Curve, t: float) -> int:
     return curve.point_chunks(curve.coefficients(t))[0].data_ptr()
 
 

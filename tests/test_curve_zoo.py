@@ -229,18 +229,18 @@ def test_endpoints_are_reproduced_exactly(zoo):
 
 def test_only_the_bends_reach_the_optimiser(zoo):
     name, case, _, _, curve = zoo
-    assert [key for key, _ in curve.named_parameters()] == ["bends"]
-    assert not any(key.startswith("_retrain") for key, _ in curve.named_modules())  # a module given as retrain is a snapshot
-    assert not any(key.startswith("_retrain") for key in curve.state_dict())
+    assert [key for key, _ in curve.named_parameters()] == ["curve.bends"]
+    assert not any("retrain" in key for key, _ in curve.named_modules())  # a module given as retrain is a snapshot
+    assert not any("retrain" in key for key in curve.state_dict())
     optimiser = curve.configure_optimizers()
-    assert [p for group in optimiser.param_groups for p in group["params"]] == [curve.bends]
+    assert [p for group in optimiser.param_groups for p in group["params"]] == [curve.curve.bends]
     trainable = {id(p): p for p in case.build().parameters() if p.requires_grad}
-    assert curve.bends.shape == (case.num_bends - 2, sum(p.numel() for p in trainable.values()))
+    assert curve.curve.bends.shape == (case.num_bends - 2, sum(p.numel() for p in trainable.values()))
     if name == "frozen_backbone":
         backbone = sum(p.numel() for p in FrozenBackbone().backbone.parameters())
-        assert curve.endpoints.shape[1] == curve.bends.shape[1] == sum(p.numel() for p in FrozenBackbone().head.parameters())
-        assert sum(b.numel() for b in curve.fixed_shared.buffers()) == backbone  # one copy, not one per control point
-        assert len(curve.fixed_start) == len(curve.fixed_end) == 0
+        assert curve.curve.endpoints.shape[1] == curve.curve.bends.shape[1] == sum(p.numel() for p in FrozenBackbone().head.parameters())
+        assert sum(b.numel() for b in curve.curve.fixed_shared.buffers()) == backbone  # one copy, not one per control point
+        assert len(curve.curve.fixed_start) == len(curve.curve.fixed_end) == 0
 
 
 def test_bend_gradients_are_c_j_times_the_gradient_at_phi(zoo):
@@ -249,18 +249,18 @@ def test_bend_gradients_are_c_j_times_the_gradient_at_phi(zoo):
     inputs, t = _double(case.inputs(3)), 0.3
     if case.batchnorm:
         curve.recalibrate_bn(t, [_double(_images(7)), _double(_images(8))])
-    curve.bends.grad = None
+    curve.curve.bends.grad = None
     _logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)).pow(2).mean().backward()
 
     bent = {key: value.detach().requires_grad_() for key, value in curve.parameters_at(t).items()}
-    tensors = {key: value.detach() for key, value in curve.tensors_at(t).items()}
-    tensors.update(curve.layout.with_aliases(bent))
-    output = _call(lambda *a, **k: functional_call(curve.net, tensors, a, k), inputs)
-    grads = torch.autograd.grad(_logits(output).pow(2).mean(), [bent[slot.name] for slot in curve.layout.train_slots])
+    tensors = {key: value.detach() for key, value in curve.curve.network_fn(t).tensors().items()}
+    tensors.update(curve.curve.layout.with_aliases(bent))
+    output = _call(lambda *a, **k: functional_call(curve.curve.net, tensors, a, k), inputs)
+    grads = torch.autograd.grad(_logits(output).pow(2).mean(), [bent[slot.name] for slot in curve.curve.layout.train_slots])
     flat = torch.cat([grad.reshape(-1) for grad in grads])
-    expected = curve.coefficients(t)[1:-1, None] * flat[None, :]
-    assert curve.bends.grad.dtype == torch.float64 and flat.abs().sum() > 0
-    torch.testing.assert_close(curve.bends.grad, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_RTOL * float(flat.abs().max()))
+    expected = curve.curve.coefficients(t)[1:-1, None] * flat[None, :]
+    assert curve.curve.bends.grad.dtype == torch.float64 and flat.abs().sum() > 0
+    torch.testing.assert_close(curve.curve.bends.grad, expected, rtol=FLOAT64_RTOL, atol=FLOAT64_RTOL * float(flat.abs().max()))
 
 
 def test_state_dict_at_t_in_a_fresh_copy_gives_the_curve(zoo):
@@ -288,9 +288,9 @@ def test_a_saved_curve_loads_from_its_file_alone(zoo, tmp_path):
             assert torch.equal(_logits(_call(lambda *a, **k: loaded(*a, t=t, **k), inputs)), _logits(_call(lambda *a, **k: curve(*a, t=t, **k), inputs)))
     if case.batchnorm:
         # a checkpoint of the earlier format (no endpoint statistics) still loads; its endpoints then use the saved statistics
-        old = {key: value for key, value in curve.state_dict().items() if not key.startswith(("bn_start.", "bn_end.", "bn_calibrated_t"))}
+        old = {key: value for key, value in curve.state_dict().items() if not key.startswith(("curve.bn_start.", "curve.bn_end.", "curve.bn_calibrated_t"))}
         torch.save({"state_dict": old, "hyper_parameters": dict(curve.hparams)}, path)
-        assert len(CurveModule.load_curve(path, case.build()).bn_start) == 0
+        assert len(CurveModule.load_curve(path, case.build()).curve.bn_start) == 0
 
 
 # ---------------------------------------------------------------- buffers, frozen tensors and BatchNorm, one rule each
@@ -298,13 +298,13 @@ def test_training_forwards_leave_every_buffer_as_the_rule_says():
     case = CASES["running_buffer"]
     start, end = _endpoint(case, 1), _endpoint(case, 2)
     curve = CurveModule(RunningCenter(), start, end, curve="bezier", num_bends=3).train()
-    assert "steps" in curve.fixed_shared and "center" in curve.fixed_start and "table" in curve.fixed_end
+    assert "steps" in curve.curve.fixed_shared and "center" in curve.curve.fixed_start and "table" in curve.curve.fixed_end
     before = {key: value.clone() for key, value in curve.state_dict().items()}
     for t in (0.0, 0.5, 1.0):
         curve(torch.randn(3, 4), t=t).sum().backward()
     after = curve.state_dict()
     for key, value in before.items():
-        if key != "bends":
+        if key != "curve.bends":
             assert torch.equal(after[key], value), key
     _same_state(curve.state_dict_at(1.0), end.state_dict())
     midway = curve.state_dict_at(0.5)
@@ -321,7 +321,7 @@ def test_an_integer_buffer_that_differs_between_the_endpoints_is_refused():
 def test_a_frozen_backbone_that_differs_is_interpolated_not_bent():
     start, end = _endpoint(CASES["frozen_backbone"], 1), _endpoint(CASES["frozen_backbone"], 2)
     curve = CurveModule(FrozenBackbone(), start.state_dict(), end, curve="polychain", num_bends=5)
-    assert curve.bends.shape == (3, sum(p.numel() for p in start.head.parameters()))
+    assert curve.curve.bends.shape == (3, sum(p.numel() for p in start.head.parameters()))
     state = curve.state_dict_at(0.25)
     for key, value in start.backbone.state_dict().items():
         assert torch.equal(state[f"backbone.{key}"], torch.lerp(value, end.backbone.state_dict()[key], 0.25))
@@ -393,10 +393,10 @@ def test_a_keyword_model_trains_and_evaluates_on_dict_batches_with_in_memory_end
     curve = CurveModule(KeywordClassifier(), start, end.state_dict(), objective="GradDiff", objective_args={"original": start},
                         retrain=end, optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
     assert curve.hparams.start == "<in memory: KeywordClassifier>" and curve.hparams.objective_args == {"original": "<in memory: KeywordClassifier>"}
-    before = curve.bends.detach().clone()
+    before = curve.curve.bends.detach().clone()
     evaluation = CurveEvaluation(t_grid=3, figure=False)
     quiet_trainer(max_steps=2, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[evaluation]).fit(curve, datamodule=DictBatches())
-    assert not torch.equal(before, curve.bends.detach())
+    assert not torch.equal(before, curve.curve.bends.detach())
     rows = evaluation.last_result.rows
     assert len(rows) == 3 and {"forget_acc", "retain_acc", "test_acc", "avg_gap"} <= set(rows[0])
     assert rows[-1]["avg_gap"] == pytest.approx(0.0, abs=1e-12)  # t = 1 is the retrain model itself

@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
 from unlearn_mc.checkpoints import load_network_weights, save_state_dict_atomically
-from unlearn_mc.curves import Bezier, CurveEvaluation, CurveModule, Linear, PolyChain, build_family, evaluate_curve, make_t_grid
+from unlearn_mc.curves import Bezier, Curve, CurveEvaluation, CurveModule, Linear, PolyChain, build_family, evaluate_curve, make_t_grid
 from unlearn_mc.curves.objectives import RetainMinusForget
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.batchnorm import batchnorm_layers
@@ -68,7 +69,7 @@ def test_endpoints_give_exactly_the_endpoint_models(digits_models, batch, family
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve=family, num_bends=4,
                         init={"checkpoint": str(digits_models.retrain_class)}).eval()
     for t, path in ((0.0, digits_models.original), (1.0, digits_models.retrain)):
-        curve.net.load_state_dict(_buffers(path), strict=False)
+        curve.curve.net.load_state_dict(_buffers(path), strict=False)
         reference = load_network_weights(digits_net(), path).eval()
         assert torch.equal(curve(inputs, t=t), reference(inputs))
 
@@ -82,18 +83,18 @@ FLOAT64_RTOL, FLOAT64_ATOL = 1e-12, 1e-14
 def test_only_the_bend_gets_gradients_and_bezier_bend_gradient_is_2t_1mt_dL_dphi(digits_models, batch):
     inputs, targets = batch
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=3).double()
-    assert [name for name, _ in curve.named_parameters()] == ["bends"]
-    assert not curve.endpoints.requires_grad
+    assert [name for name, _ in curve.named_parameters()] == ["curve.bends"]
+    assert not curve.curve.endpoints.requires_grad
     t = 0.3
     F.cross_entropy(curve(inputs.double(), t=t), targets).backward()
     # ∂L/∂φ at the same point, through the same network
     phi = {name: tensor.detach().requires_grad_() for name, tensor in curve.parameters_at(t).items()}
-    grads = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs.double(),)), targets), list(phi.values()))
-    coefficient = curve.coefficients(t)[1]  # 2t(1−t), as the family computes it (test_family_coefficients checks it)
+    grads = torch.autograd.grad(F.cross_entropy(functional_call(curve.curve.net, phi, (inputs.double(),)), targets), list(phi.values()))
+    coefficient = curve.curve.coefficients(t)[1]  # 2t(1−t), as the family computes it (test_family_coefficients checks it)
     assert float(coefficient) == pytest.approx(2 * t * (1 - t), rel=1e-6)
     expected = coefficient * torch.cat([grad.reshape(-1) for grad in grads])
-    assert curve.bends.grad.dtype == torch.float64
-    torch.testing.assert_close(curve.bends.grad[0], expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
+    assert curve.curve.bends.grad.dtype == torch.float64
+    torch.testing.assert_close(curve.curve.bends.grad[0], expected, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
 
 
 def test_hessian_vector_products_through_the_curve_match_plain_autograd(digits_models, batch):
@@ -102,15 +103,15 @@ def test_hessian_vector_products_through_the_curve_match_plain_autograd(digits_m
     inputs, targets = batch
     inputs = inputs.double()
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="bezier", num_bends=4).double().eval()
-    t, v = 0.3, torch.randn(curve.bends.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    gradient = torch.autograd.grad(F.cross_entropy(curve(inputs, t=t), targets), curve.bends, create_graph=True)[0]
-    hvp = torch.autograd.grad((gradient * v).sum(), curve.bends)[0]
+    t, v = 0.3, torch.randn(curve.curve.bends.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    gradient = torch.autograd.grad(F.cross_entropy(curve(inputs, t=t), targets), curve.curve.bends, create_graph=True)[0]
+    hvp = torch.autograd.grad((gradient * v).sum(), curve.curve.bends)[0]
 
-    bends = curve.bends.detach().clone().requires_grad_()
-    coefficients = curve.coefficients(t)
-    points = [curve.endpoints[0], *bends, curve.endpoints[1]]
-    phi = curve.layout.shaped(sum(c * p for c, p in zip(coefficients, points)).split(curve.layout.train_sizes))
-    plain = torch.autograd.grad(F.cross_entropy(functional_call(curve.net, phi, (inputs,)), targets), bends, create_graph=True)[0]
+    bends = curve.curve.bends.detach().clone().requires_grad_()
+    coefficients = curve.curve.coefficients(t)
+    points = [curve.curve.endpoints[0], *bends, curve.curve.endpoints[1]]
+    phi = curve.curve.layout.shaped(sum(c * p for c, p in zip(coefficients, points)).split(curve.curve.layout.train_sizes))
+    plain = torch.autograd.grad(F.cross_entropy(functional_call(curve.curve.net, phi, (inputs,)), targets), bends, create_graph=True)[0]
     expected = torch.autograd.grad((plain * v).sum(), bends)[0]
     assert hvp.dtype == torch.float64 and hvp.abs().sum() > 0
     torch.testing.assert_close(gradient, plain, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
@@ -122,10 +123,10 @@ def test_a_curve_trains_with_a_hutchinson_second_order_optimiser_and_records_it(
 
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain,
                         optimizer=lambda params: SophiaH(params, lr=1e-3, update_period=2))
-    before = curve.bends.detach().clone()
+    before = curve.curve.bends.detach().clone()
     trainer = quiet_trainer(max_steps=4, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[CurveEvaluation(t_grid=2, figure=False)])
     trainer.fit(curve, datamodule=digits_models.datamodule())
-    assert torch.isfinite(curve.bends).all() and not torch.equal(before, curve.bends.detach())
+    assert torch.isfinite(curve.curve.bends).all() and not torch.equal(before, curve.curve.bends.detach())
     dynamics = curve.hparams["dynamics"]
     assert dynamics["optimizer_order"] == "second" and dynamics["method"].endswith("CurveModule")
 
@@ -134,22 +135,22 @@ def test_trainable_patterns_restrict_which_tensors_of_the_bend_train(digits_mode
     inputs, targets = batch
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, trainable=["classifier.*"])
     classifier = sum(p.numel() for p in digits_net().classifier.parameters())
-    assert curve.bends.shape == (1, classifier)
-    assert curve.frozen_bends.shape == (1, curve.layout.size - classifier)
+    assert curve.curve.bends.shape == (1, classifier)
+    assert curve.curve.frozen_bends.shape == (1, curve.curve.layout.size - classifier)
     F.cross_entropy(curve(inputs, t=0.5), targets).backward()
-    assert curve.bends.grad.abs().sum() > 0
+    assert curve.curve.bends.grad.abs().sum() > 0
 
 
 def test_combination_stays_fp32_under_bf16_autocast_and_a_bf16_mixed_fit_runs(digits_models, tmp_path):
     curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        chunks = curve.point_chunks(curve.coefficients(0.4))
+        chunks = curve.curve.point_chunks(curve.curve.coefficients(0.4))
     assert all(chunk.dtype == torch.float32 for chunk in chunks)
     trainer = quiet_trainer(max_steps=2, limit_val_batches=0, precision="bf16-mixed", default_root_dir=tmp_path,
                             callbacks=[CurveEvaluation(t_grid=2, figure=False)])
-    before = curve.bends.detach().clone()
+    before = curve.curve.bends.detach().clone()
     trainer.fit(curve, datamodule=digits_models.datamodule())
-    assert curve.bends.dtype == torch.float32 and not torch.equal(before, curve.bends.detach())
+    assert curve.curve.bends.dtype == torch.float32 and not torch.equal(before, curve.curve.bends.detach())
 
 
 # ---------------------------------------------------------------- BatchNorm
@@ -161,7 +162,7 @@ def test_batchnorm_recalibration_at_an_endpoint_equals_update_bn(digits_models):
     assert curve.recalibrate_bn(0.0, batches) == len(batches)
     reference = load_network_weights(digits_net(), digits_models.original).double()
     update_bn(batches, reference)
-    for ours, theirs in zip(batchnorm_layers(curve.net), batchnorm_layers(reference)):
+    for ours, theirs in zip(batchnorm_layers(curve.curve.net), batchnorm_layers(reference)):
         torch.testing.assert_close(ours.running_mean, theirs.running_mean, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
         torch.testing.assert_close(ours.running_var, theirs.running_var, rtol=FLOAT64_RTOL, atol=FLOAT64_ATOL)
         assert ours.momentum == theirs.momentum == 0.1 and not ours.training
@@ -198,6 +199,20 @@ def test_exported_point_reproduces_the_curve(digits_models, batch, tmp_path):
     exported = load_network_weights(digits_net(), path).eval()
     assert torch.equal(exported(inputs), curve(inputs, t=t))
     assert torch.equal(curve.network_at(t).eval()(inputs), curve(inputs, t=t))
+
+
+def test_the_plain_curve_object_evaluates_without_lightning(digits_models, batch):
+    inputs, _ = batch
+    datamodule = digits_models.datamodule()
+    datamodule.setup()
+    loaders = datamodule.eval_dataloaders()
+    module = CurveModule(digits_net(), digits_models.original, digits_models.retrain, curve="polychain", num_bends=4)
+    curve = Curve(digits_net(), digits_models.original, digits_models.retrain, "polychain", 4)
+    assert isinstance(module.curve, Curve) and not isinstance(curve, L.LightningModule)
+    assert list(curve.state_dict()) == [key.removeprefix("curve.") for key in module.state_dict()]
+    ours, theirs = (evaluate_curve(c.eval(), loaders, t_grid=3, bn_loader=loaders["retain"], bn_batches=2) for c in (curve, module))
+    assert ours.rows == theirs.rows and ours.summary["curve_length"] == theirs.summary["curve_length"] > 0
+    assert torch.equal(curve.network_at(0.5, bn_loader=loaders["retain"], bn_batches=2).eval()(inputs), curve(inputs, t=0.5))
 
 
 # ---------------------------------------------------------------- training lowers the barrier

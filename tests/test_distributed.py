@@ -162,6 +162,6 @@ def test_a_curve_fit_on_two_processes_matches_one_process(digits_models, tmp_pat
     one, two = curve_rows(tmp_path / "one"), curve_rows(tmp_path / "two")
     for row_one, row_two in zip(one, two):
         _assert_close(row_one, row_two, f"curve at t={row_one['t']}")
-    bends = [torch.load(path / "checkpoints/digits/curves/bezier_ga_rl.ckpt", weights_only=True)["state_dict"]["bends"] for path in
+    bends = [torch.load(path / "checkpoints/digits/curves/bezier_ga_rl.ckpt", weights_only=True)["state_dict"]["curve.bends"] for path in
              (tmp_path / "one", tmp_path / "two")]
     assert not torch.equal(bends[0], bends[1])  # trained separately, not copied

@@ -73,7 +73,7 @@ def test_a_curve_fit_in_bf16_mixed_stays_close_to_fp32(digits_models, tmp_path):
         curve = CurveModule(digits_net(), digits_models.original, digits_models.retrain, optimizer=sgd(0.05))
         fit(curve, datamodule, precision, max_epochs=2, default_root_dir=tmp_path / precision,
             callbacks=[CurveEvaluation(t_grid=3, figure=False)])
-        assert curve.bends.dtype == torch.float32
+        assert curve.curve.bends.dtype == torch.float32
         rows[precision] = evaluate_curve(curve.eval(), loaders, t_grid=3, bn_loader=loaders["retain"]).rows
     for t, fp32, bf16 in zip((0.0, 0.5, 1.0), rows["32-true"], rows["bf16-mixed"]):
         assert_close(fp32, bf16, f"curve at t={t}")

@@ -35,9 +35,9 @@ def test_lora_curve_bends_only_the_adapters_over_one_bf16_base_and_hits_its_endp
     assert trainable_fraction(net) < 0.1
     start, end = moved(net, 1), moved(net, 2)
     curve = CurveModule(copy.deepcopy(net), start=start, end=end, curve="bezier", num_bends=3).eval()
-    assert curve.endpoints.shape[1] == sum(p.numel() for p in adapters.values()) and curve.endpoints.dtype == torch.float32
+    assert curve.curve.endpoints.shape[1] == sum(p.numel() for p in adapters.values()) and curve.curve.endpoints.dtype == torch.float32
     base = [name for name, p in net.named_parameters() if name.endswith("base_layer.weight")]
-    assert base and all(name in curve.fixed_shared and curve.fixed_shared[name].dtype == torch.bfloat16 for name in base)
+    assert base and all(name in curve.curve.fixed_shared and curve.curve.fixed_shared[name].dtype == torch.bfloat16 for name in base)
     ids = torch.randint(0, 64, (2, 6))
     assert torch.equal(curve(ids, t=0.0), start(ids)) and torch.equal(curve(ids, t=1.0), end(ids))
     middle = curve(ids, t=0.5)
@@ -80,5 +80,5 @@ def test_lora_classifier_unlearns_from_its_own_weights_and_its_curve_bends_adapt
     torch.testing.assert_close(loss, torch.tensor(2 / 0.1 * math.log(2.0)), atol=1e-4, rtol=0)
     start, end = moved(net, 1), moved(net, 2)
     curve = CurveModule(copy.deepcopy(net), start=start, end=end, curve="bezier", num_bends=3).eval()
-    assert curve.endpoints.shape[1] == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert curve.curve.endpoints.shape[1] == sum(p.numel() for p in net.parameters() if p.requires_grad)
     assert torch.equal(curve(ids, t=0.0), start(ids)) and torch.equal(curve(ids, t=1.0), end(ids))

@@ -1,6 +1,8 @@
-"""Mode-connectivity curves: families, the curve LightningModule, its objectives and the evaluation along t."""
+"""Mode-connectivity curves: families, the curve object ``Curve`` and the LightningModule ``CurveModule`` that trains it,
+its objectives and the evaluation along t."""
 
 from unlearn_mc.curves.callback import CurveEvaluation
+from unlearn_mc.curves.curve import Curve
 from unlearn_mc.curves.evaluate_curve import CurveResult, evaluate_curve, make_t_grid
 from unlearn_mc.curves.families import Bezier, CurveFamily, Linear, PolyChain, build_family
 from unlearn_mc.curves.layout import FlatLayout
@@ -13,7 +15,7 @@ from unlearn_mc.curves.t_sampler import TSampler
 __all__ = [
     "CurveEvaluation", "CurveResult", "evaluate_curve", "make_t_grid",
     "Bezier", "CurveFamily", "Linear", "PolyChain", "build_family",
-    "FlatLayout", "CurveModule",
+    "FlatLayout", "Curve", "CurveModule",
     "CurveObjective", "MethodObjective", "RetainCE", "RetainMinusForget", "build_objective",
     "log_curve", "write_curve_files", "barriers", "best_point", "summarize", "TSampler",
 ]

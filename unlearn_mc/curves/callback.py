@@ -1,4 +1,9 @@
-"""``CurveEvaluation``: evaluate a ``CurveModule`` along t at the end of fitting, every N epochs, and on ``validate``/``test``."""
+"""``CurveEvaluation``: evaluate a ``CurveModule``'s curve along t at the end of fitting, every N epochs, and on ``validate``/``test``.
+
+The callback owns the data of those evaluations: the DataModule's evaluation loaders, the BatchNorm split and the
+metrics of the module's retrain reference; it reads the module only through its public attributes (``curve``,
+``label_key``, ``bn_split``, ``bn_batches``, ``retrain_source``, ``objective``, ``hparams``).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,14 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
-from unlearn_mc.checkpoints import save_state_dict_atomically
-from unlearn_mc.curves.evaluate_curve import DEFAULT_POINTS, CurveResult, evaluate_curve, make_t_grid
+from unlearn_mc.checkpoints import network_state_from_source, save_state_dict_atomically
+from unlearn_mc.curves.evaluate_curve import DEFAULT_POINTS, CurveResult, evaluate_curve, labelled, make_t_grid
+from unlearn_mc.curves.loaders import bn_loader, evaluation_loaders
 from unlearn_mc.curves.outputs import log_curve, write_curve_files
+from unlearn_mc.curves.point import PointForward
 from unlearn_mc.curves.summary import BEST_BY
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.evaluation.evaluate import evaluate_model
 
 
 class CurveEvaluation(Callback):
@@ -74,8 +82,15 @@ class CurveEvaluation(Callback):
         self.figure = figure
         self.custom_scalars = custom_scalars
         self.last_result: CurveResult | None = None
+        self._reference: tuple[L.LightningModule, dict[str, float]] | None = None
 
     # ------------------------------------------------------------ hooks
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # before the module's own on_fit_start, which refuses an objective still without its reference
+        objective = pl_module.objective
+        if objective.needs_reference and (reference := self.reference(trainer, pl_module)) is not None:
+            objective.set_reference(reference["forget_acc"], reference["retain_acc"])
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.evaluate(trainer, pl_module, final=True)
 
@@ -92,26 +107,40 @@ class CurveEvaluation(Callback):
         self.evaluate(trainer, pl_module, final=True)
 
     # ------------------------------------------------------------ the work
-    def evaluate(self, trainer: L.Trainer, curve, final: bool = True) -> CurveResult:
-        """Evaluate ``curve`` on the Trainer's DataModule, then log, write and (final, with ``export_path``) export."""
-        loaders = curve.eval_loaders()
-        distributed = trainer.world_size > 1
+    def reference(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float] | None:
+        """``evaluate_model`` metrics of the module's retrain reference on the whole evaluation splits (every process
+        evaluates all of them), computed once per module; ``None`` without a reference."""
+        if pl_module.retrain_source is None:
+            return None
+        if self._reference is None or self._reference[0] is not pl_module:
+            curve, loaders = pl_module.curve, evaluation_loaders(trainer, shard=False)
+            reference = curve.network_at(0.0)
+            reference.load_state_dict(network_state_from_source(reference, pl_module.retrain_source, "retrain"))
+            reference = reference.to(curve.device).eval()
+            metrics = evaluate_model(PointForward(reference, {}, {}, {}), labelled(loaders, pl_module.label_key), curve.device)
+            self._reference = (pl_module, metrics)
+        return self._reference[1]
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, final: bool = True) -> CurveResult:
+        """Evaluate the module's curve on the Trainer's DataModule, then log, write and (final, with ``export_path``) export."""
+        loaders = evaluation_loaders(trainer)
         result = evaluate_curve(
-            curve,
+            pl_module.curve,
             loaders,
             self.t_grid,
-            bn_loader=curve.bn_loader(loaders),
-            bn_batches=curve.bn_batches,
-            reference=curve.reference_metrics(),
+            bn_loader=bn_loader(loaders, pl_module.bn_split),
+            bn_batches=pl_module.bn_batches,
+            reference=self.reference(trainer, pl_module),
             tolerance=self.tolerance,
             best_by=self.best_by,
             retain_floor=self.retain_floor,
-            sync=distributed,
+            sync=trainer.world_size > 1,
             context=trainer.precision_plugin.forward_context,
+            label_key=pl_module.label_key,
         )
-        result.summary["endpoints"] = {"start": curve.hparams.get("start"), "end": curve.hparams.get("end")}
+        result.summary["endpoints"] = {"start": pl_module.hparams.get("start"), "end": pl_module.hparams.get("end")}
         if final and self.export_path is not None:
-            result.summary["export"] = self.export(trainer, curve, result)
+            result.summary["export"] = self.export(trainer, pl_module, result)
         log_dir = trainer.log_dir
         if trainer.is_global_zero:
             log_curve(result, trainer.loggers, step=trainer.global_step, per_t=final, figure=final and self.figure,
@@ -122,12 +151,12 @@ class CurveEvaluation(Callback):
         self.last_result = result
         return result
 
-    def export(self, trainer: L.Trainer, curve, result: CurveResult) -> dict:
+    def export(self, trainer: L.Trainer, pl_module: L.LightningModule, result: CurveResult) -> dict:
         """Recalibrate BatchNorm at t* and save φ(t*) as a plain state_dict of the network."""
         t = float(result.summary["best"]["t"]) if self.export_t == "best" else float(self.export_t)
-        loaders = curve.eval_loaders()
-        curve.recalibrate_bn(t, curve.bn_loader(loaders), curve.bn_batches)
-        state = curve.state_dict_at(t)
+        loaders = evaluation_loaders(trainer)
+        pl_module.curve.recalibrate_bn(t, bn_loader(loaders, pl_module.bn_split), pl_module.bn_batches, pl_module.label_key)
+        state = pl_module.curve.state_dict_at(t)
         path = Path(os.fspath(self.export_path))
         if trainer.is_global_zero:
             save_state_dict_atomically(state, path)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from unlearn_mc.curves.curve import curve_of
 from unlearn_mc.curves.summary import summarize
 from unlearn_mc.data.batches import split_batch
 from unlearn_mc.errors import UnlearnMCError
@@ -88,6 +89,7 @@ def evaluate_curve(
     sync: bool = False,
     context: Callable[[], AbstractContextManager] = nullcontext,
     mia_seed: int = 0,
+    label_key: str | int | None = None,
 ) -> CurveResult:
     """Evaluate φ(t) at every t of the grid and summarise.
 
@@ -102,18 +104,20 @@ def evaluate_curve(
     best t by ``best_by``.
 
     Args:
-        curve: a ``CurveModule`` (anything with ``network_fn``, ``recalibrate_bn``, ``segment_lengths``).
+        curve: a ``Curve``, or a ``CurveModule`` (its curve and, unless ``label_key`` is given, its label_key).
         sync: gather the per-sample values of all processes (each evaluated its own shard).
         context: entered around each evaluation, e.g. the Trainer's precision context.
+        label_key: where the batches keep their labels (``split_batch``).
     """
+    curve, label_key = curve_of(curve, label_key)
     ts = make_t_grid(t_grid)
-    device = curve.endpoints.device
-    loaders = labelled(loaders, getattr(curve, "label_key", None))
+    device = curve.device
+    loaders = labelled(loaders, label_key)
     rows: list[dict[str, float]] = []
     with module_mode(curve, training=False):
         for t in ts:
             if bn_loader is not None:
-                curve.recalibrate_bn(t, bn_loader, bn_batches)
+                curve.recalibrate_bn(t, bn_loader, bn_batches, label_key)
             with context():
                 metrics = evaluate_model(curve.network_fn(t), loaders, device, mia_seed=mia_seed, sync=sync)
             if reference is not None and all(name in metrics and name in reference for name in GAP_METRICS):

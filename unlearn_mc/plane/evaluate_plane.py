@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from unlearn_mc.checkpoints import WeightSource, network_state_from_source
+from unlearn_mc.curves.curve import curve_of
 from unlearn_mc.curves.evaluate_curve import labelled
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.evaluate import evaluate_model
@@ -133,13 +134,15 @@ def evaluate_plane(net: nn.Module, models: Sequence[WeightSource], loaders: Mapp
 
 def curve_plane(curve, loaders: Mapping, grid: int = 11, margin: float = 0.2, bn_loader=None, bn_batches: int | None = None,
                 names: Sequence[str] | None = None, points_per_batch: int | None = None, device: torch.device | str | None = None,
-                progress: bool = False, mia_loss_acc: bool = False) -> PlaneResult:
-    """A trained ``CurveModule`` on the plane of its control points θ_0, θ_m, θ_{n−1} (m = ⌊(n−1)/2⌋, the bend of a
-    3-point curve), with φ(t) projected for 61 values of t (``path``; its distance to the plane is 0 for a 3-point curve).
+                progress: bool = False, mia_loss_acc: bool = False, label_key: str | int | None = None) -> PlaneResult:
+    """A trained ``Curve`` (or ``CurveModule``, whose label_key is then the default) on the plane of its control points
+    θ_0, θ_m, θ_{n−1} (m = ⌊(n−1)/2⌋, the bend of a 3-point curve), with φ(t) projected for 61 values of t (``path``;
+    its distance to the plane is 0 for a 3-point curve).
 
     Fixed tensors (frozen parameters, buffers other than BatchNorm's) of the bend are the curve's at t = m/(n−1).
     Everything else as ``evaluate_plane``.
     """
+    curve, label_key = curve_of(curve, label_key)
     count = curve.family.num_bends
     if count < 3:
         raise UnlearnMCError(f"the curve has {count} control points, which span no plane; draw a curve with a bend (num_bends ≥ 3).")
@@ -148,7 +151,7 @@ def curve_plane(curve, loaders: Mapping, grid: int = 11, margin: float = 0.2, bn
 
     def state_at(index: int) -> dict[str, Tensor]:
         state = {key: value.clone() for key, value in curve.state_dict_at(0.0).items()}
-        one_hot = torch.zeros(count, dtype=curve.endpoints.dtype, device=curve.endpoints.device)
+        one_hot = torch.zeros(count, dtype=curve.endpoints.dtype, device=curve.device)
         one_hot[index] = 1.0
         state.update(curve.layout.with_aliases(curve.layout.unflatten(curve.combine(one_hot))))
         state.update(curve.fixed_at(index / (count - 1)))
@@ -158,7 +161,7 @@ def curve_plane(curve, loaders: Mapping, grid: int = 11, margin: float = 0.2, bn
     names = list(names) if names is not None else ["t=0", f"bend {middle}", "t=1"]
 
     def path(t: float) -> dict[str, Tensor]:
-        return {key: value.cpu() for key, value in curve.layout.unflatten(curve.flat_at(t)).items()}
+        return {key: value.cpu() for key, value in curve.layout.unflatten(curve.combine(curve.coefficients(t))).items()}
 
     return _evaluate(net, states, names, loaders, grid, margin, bn_loader, bn_batches, points_per_batch, device,
-                     getattr(curve, "label_key", None), progress, mia_loss_acc, path)
+                     label_key, progress, mia_loss_acc, path)

@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from unlearn_mc.curves.evaluate_curve import labelled
 from unlearn_mc.curves.layout import FlatLayout
-from unlearn_mc.curves.module import PointForward
+from unlearn_mc.curves.point import PointForward
 from unlearn_mc.data.batches import call_with
 from unlearn_mc.errors import UnlearnMCError, one_sentence
 from unlearn_mc.evaluation.batchnorm import recalibrate_batchnorm
