@@ -138,3 +138,17 @@ def test_reusable_buffer_hands_out_memory_only_while_unreferenced():
     assert buffer.take((5,), torch.float32, cpu).data_ptr() == address  # nothing holds it: reused
     assert buffer.take((6,), torch.float32, cpu).shape == (6,)
     assert buffer.take((6,), torch.float64, cpu).dtype == torch.float64
+
+
+def test_a_point_evaluated_in_inference_mode_does_not_block_training_afterwards():
+    """``trainer.validate`` runs the curve under ``torch.inference_mode``; memory kept from then is an inference tensor,
+    which autograd cannot write into outside it, so training (or any differentiable call) afterwards gets fresh memory."""
+    reusing, fresh = _pair()
+    inputs, targets = _batch(0)
+    with torch.inference_mode():
+        assert torch.equal(reusing(inputs, t=0.3), fresh(inputs, t=0.3))
+    assert reusing._phi_buffer._tensor.is_inference()
+    for curve in (reusing, fresh):
+        F.cross_entropy(curve(inputs, t=0.3), targets).backward()
+    assert torch.equal(reusing.bends.grad, fresh.bends.grad)
+    assert not reusing._phi_buffer._tensor.is_inference()

@@ -33,7 +33,8 @@ class ReusableBuffer:
     """Memory for one tensor kept across calls, handed out again only while nothing else references it.
 
     ``take(shape, dtype, device)`` gives an alias of the kept tensor when its shape, dtype and device
-    match and no other tensor shares its memory (no earlier alias or view of it, no saved tensor of a
+    match, it is not an inference tensor handed out outside inference mode (autograd cannot record an
+    in-place write into one, e.g. after ``trainer.validate``), and no other tensor shares its memory (no earlier alias or view of it, no saved tensor of a
     live autograd graph, no ``.grad``); otherwise of a new one, which is kept from then on. The
     count is of tensors sharing the memory (``torch._C._storage_Use_Count``), which every view,
     alias and tensor saved for backward adds to. The kept tensor is not state: it is not saved,
@@ -52,6 +53,7 @@ class ReusableBuffer:
             or tensor.dtype != dtype
             or tensor.device != device
             or _storage_references(tensor) != self._free_count
+            or (tensor.is_inference() and not torch.is_inference_mode_enabled())  # kept from a validate/test run
         ):
             tensor = torch.empty(tuple(shape), dtype=dtype, device=device)
             self._tensor, self._free_count = tensor, _storage_references(tensor)
