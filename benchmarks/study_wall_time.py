@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from unlearn_mc.study import run_study
+from unlearn_mc.study.spec import read_study_file
 
 
 def kind_of(result: dict) -> str:
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        config = yaml.safe_load(Path(args.config).read_text())
+        config = read_study_file(Path(args.config))  # with what it extends (`extends:`), so the copy stands alone
         config["output_dir"] = str(Path(folder) / "study")
         study_file = Path(folder) / "study.yaml"
         study_file.write_text(yaml.safe_dump(config, sort_keys=False))

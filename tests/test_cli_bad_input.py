@@ -14,6 +14,7 @@ import yaml
 
 from unlearn_mc.cli import main
 from unlearn_mc.data import UnlearningDataModule
+from unlearn_mc.lightning_cli import resolved_config
 from unlearn_mc.models import SmallCNN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def workdir(tmp_path, monkeypatch):
 
 
 def _curve_config(tmp_path: Path, digits_models, **evaluation) -> Path:
-    config = yaml.safe_load(CURVE.read_text())
+    config = resolved_config(CURVE)
     config["model"]["init_args"].update(start=str(digits_models.original), end=str(digits_models.retrain), retrain=None)
     config["model"]["init_args"]["net"]["init_args"]["width"] = 16
     config["trainer"]["callbacks"][1]["init_args"].update(evaluation)

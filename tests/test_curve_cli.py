@@ -10,18 +10,19 @@ import yaml
 
 from unlearn_mc.cli import main
 from unlearn_mc.curves import CurveModule
+from unlearn_mc.lightning_cli import resolved_config
 from unlearn_mc.models import SmallCNN
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp_path: Path, name: str, start: Path, end: Path, **evaluation) -> Path:
-    """The shipped config with the test's width-16 endpoints and a short grid."""
-    config = yaml.safe_load((ROOT / "configs" / "digits" / "curve" / f"{name}.yaml").read_text())
+    """The shipped config (as ``fit`` reads it) with the test's width-16 endpoints and a short grid."""
+    config = resolved_config(ROOT / "configs" / "digits" / "curve" / f"{name}.yaml")
     model = config["model"]["init_args"]
     model.update(start=str(start), end=str(end))
     model["net"]["init_args"]["width"] = 16
-    if "objective_args" in model:
+    if model.get("objective_args"):
         model["objective_args"]["original"] = str(start)
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"].endswith("CurveEvaluation"):

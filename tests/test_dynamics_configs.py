@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from unlearn_mc.cli import main
+from unlearn_mc.lightning_cli import resolved_config
 from unlearn_mc.optim import read_dynamics, setting_between
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ def test_every_setting_has_endpoints_and_a_curve_for_both_datasets():
     for dataset in ("digits", "cifar10"):
         for setting in SETTING_NAMES:
             folder = ROOT / "configs" / dataset / "settings" / setting
-            configs = {path.name: yaml.safe_load(path.read_text()) for path in folder.glob("*.yaml")}
+            configs = {path.name: resolved_config(path) for path in folder.glob("*.yaml")}
             curves = {name: c for name, c in configs.items() if c["model"]["class_path"] == "unlearn_mc.curves.CurveModule"}
             assert curves, f"{folder} has no curve config"
             for curve in curves.values():

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import make_datamodule, quiet_trainer
 from torch.utils.data import DataLoader
 
+from unlearn_mc.lightning_cli import resolved_config
 from unlearn_mc.models import SmallCNN
 from unlearn_mc.unlearning import NPO
 
@@ -81,7 +81,8 @@ def test_npo_weight_is_exactly_one_at_the_start_in_either_mode(tiny, mode):
 
 # ------------------------------------------------------------------ 2. SCRUB's CIFAR-10 recipe
 def cifar_recipe(name: str) -> dict:
-    return yaml.safe_load((ROOT / "configs/cifar10/unlearn" / f"{name}.yaml").read_text())
+    """The shipped config as ``fit`` reads it (with what it takes from ``configs/cifar10/defaults/``)."""
+    return resolved_config(ROOT / "configs/cifar10/unlearn" / f"{name}.yaml")
 
 
 def test_scrub_cifar10_recipe_max_steps_in_epochs_one_and_two_only(tiny):

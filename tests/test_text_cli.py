@@ -16,6 +16,7 @@ from text_helpers import write_sentiment_jsonl
 from unlearn_mc.checkpoints import network_state_from_file
 from unlearn_mc.cli import main
 from unlearn_mc.curves import CurveModule
+from unlearn_mc.lightning_cli import resolved_config
 from unlearn_mc.models import HFSequenceClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_a_line_without_its_label(workdir, capsys):
 
 def test_a_model_folder_that_does_not_exist(workdir, capsys):
     data = write_sentiment_jsonl(workdir / "inputs.jsonl", 20)
-    config = yaml.safe_load((TEXT / "original.yaml").read_text())
+    config = resolved_config(TEXT / "original.yaml")
     config["model"]["init_args"]["net"]["init_args"] = {"model_dir": "no/model", "num_classes": 2}
     (workdir / "from_folder.yaml").write_text(yaml.safe_dump(config))
     message = refused(capsys, workdir, ["fit", "--config", str(workdir / "from_folder.yaml"), f"--data.init_args.data_dir={data}"])

@@ -15,6 +15,7 @@ from text_helpers import write_tofu_folder
 from unlearn_mc.cli import main
 from unlearn_mc.data.tokenization import TextEncoder
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.lightning_cli import resolved_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tofu"
 
@@ -45,7 +46,7 @@ def test_a_tokenizer_folder_is_read_locally(tmp_path):
 
 
 def _small(config_name: str, workdir: Path) -> Path:
-    config = yaml.safe_load((CONFIGS / config_name).read_text())
+    config = resolved_config(CONFIGS / config_name)  # as `fit` reads it, with what it takes from configs/tofu/defaults/
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"].endswith("TofuEvaluation"):
             callback["init_args"] = {"num_generate": 2, "max_new_tokens": 6}

@@ -6,9 +6,14 @@ Every ``unlearn-mc`` subcommand that trains or evaluates one config (``fit``, ``
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sys
 from pathlib import Path
 
 import lightning as L
+import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
@@ -113,3 +118,20 @@ class UnlearnMCCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._check_before_running("test")
+
+
+def resolved_config(path: str | os.PathLike, subcommand: str = "fit") -> dict:
+    """The config file ``path`` as ``unlearn-mc <subcommand> --config path`` reads it, as a plain mapping: the config it
+    extends (``config: <file>``) and its dotted keys applied, every default filled in (what ``--print_config`` prints).
+    Nothing is instantiated; a config the parser rejects raises its ``argparse.ArgumentError``."""
+    printed = io.StringIO()
+    command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it is given args beside a command line
+    try:
+        with contextlib.redirect_stdout(printed):
+            UnlearnMCCLI(args=[subcommand, "--config", str(path), "--print_config"])
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise
+    finally:
+        sys.argv = command_line
+    return yaml.safe_load(printed.getvalue())

@@ -24,6 +24,7 @@ import yaml
 from unlearn_mc.checkpoints import network_state_from_file
 from unlearn_mc.config_objects import instantiate
 from unlearn_mc.errors import UnlearnMCError
+from unlearn_mc.lightning_cli import resolved_config
 from unlearn_mc.output_dirs import ensure_writable_dir
 from unlearn_mc.plane import curve_plane, evaluate_plane
 from unlearn_mc.plane.basis import check_grid, check_margin
@@ -184,7 +185,9 @@ def run_plane_command(argv: list[str], say: Callable[[str], None] = print) -> Pa
         raise UnlearnMCError(f"--bn_batches={args.bn_batches} must be at least 1 (or left out for the study's setting, else all batches).")
     path = Path(args.config)
     raw = _read_config(path)
-    study = load_study(path) if "model" not in raw else None
+    study = load_study(path) if "model" not in raw and "config" not in raw else None
+    if study is None:  # a stage config, read as `fit` reads it: what it extends (`config: <file>`) and its dotted keys applied
+        raw = resolved_config(path)
     if args.models is not None:
         if study is None:
             raise UnlearnMCError(f"--models names stages of a study, but {str(path)!r} is a stage config; give a study file, or --checkpoints with three files.")
