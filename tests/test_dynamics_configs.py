@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from unlearn_mc.cli import main
-from unlearn_mc.optim import read_dynamics, setting_between
+from unlearn_mc.dynamics import read_dynamics, setting_between
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = sorted((ROOT / "configs").glob("*/settings/**/*.yaml"))
