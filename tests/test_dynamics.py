@@ -10,7 +10,9 @@ import torch
 from conftest import digits_net, quiet_trainer
 from measured import TEST_SEED, at_least
 from unlearn_mc.evaluation import evaluate_model
-from unlearn_mc.optim import DataCurriculum, GaussNewtonBartlett, SophiaG, SuperLoss, read_dynamics, setting_between
+from unlearn_mc.curricula import DataCurriculum, SuperLoss
+from unlearn_mc.dynamics import read_dynamics, setting_between
+from unlearn_mc.optim import GaussNewtonBartlett, SophiaG
 from unlearn_mc.unlearning import NPO, SCRUB, BadTeacher, FineTune, GradDiff, GradientAscent, L1Sparse, RandomLabel, SalUn
 
 # Class forgetting (class FORGET_CLASS): a strong signal every dynamics must reproduce. Under random 10% forgetting on

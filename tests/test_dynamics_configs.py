@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from unlearn_mc.cli import main
+from unlearn_mc.dynamics import read_dynamics, setting_between
 from unlearn_mc.lightning_cli import resolved_config
-from unlearn_mc.optim import read_dynamics, setting_between
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = sorted((ROOT / "configs").glob("*/settings/**/*.yaml"))

@@ -296,7 +296,7 @@ def test_divergence_guard_keeps_the_weights_from_before_the_non_finite_step(tiny
 
 # ------------------------------------------------------------------ 6. SuperLoss value
 def test_superloss_returns_the_superloss_value_with_the_gradient_of_sigma_times_loss():
-    from unlearn_mc.optim import SuperLoss, superloss_confidence
+    from unlearn_mc.curricula import SuperLoss, superloss_confidence
 
     losses = torch.tensor([0.05, 0.7, 2.3, 4.0, 9.0], dtype=torch.float64, requires_grad=True)
     tau, lam = 2.0, 10.0

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from conftest import digits_net, quiet_trainer
 from unlearn_mc.checkpoints import load_network_weights
 from unlearn_mc.errors import UnlearnMCError
-from unlearn_mc.optim import DataCurriculum
-from unlearn_mc.optim.data_curriculum import released_positions, stage_of_epoch
+from unlearn_mc.curricula import DataCurriculum
+from unlearn_mc.curricula.data_curriculum import released_positions, stage_of_epoch
 from unlearn_mc.unlearning import GradientAscent
 
 

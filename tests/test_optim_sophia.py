@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import quiet_trainer
 from unlearn_mc.errors import UnlearnMCError
-from unlearn_mc.optim import DynamicsHooks, GaussNewtonBartlett, SophiaG, gauss_newton_bartlett, needs_create_graph, optimizer_order
+from unlearn_mc.dynamics import DynamicsHooks
+from unlearn_mc.optim import GaussNewtonBartlett, SophiaG, gauss_newton_bartlett, needs_create_graph, optimizer_order
 
 pytestmark = pytest.mark.numerics
 

@@ -11,7 +11,7 @@ import scipy.special
 import torch
 
 from unlearn_mc.errors import UnlearnMCError
-from unlearn_mc.optim import SuperLoss, lambert_w0, superloss_confidence
+from unlearn_mc.curricula import SuperLoss, lambert_w0, superloss_confidence
 
 pytestmark = pytest.mark.numerics
 

@@ -29,7 +29,7 @@ from unlearn_mc.data.batches import ModelInputs, split_batch, stream_batches
 from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
-from unlearn_mc.optim.hooks import DynamicsHooks
+from unlearn_mc.dynamics.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
 
 

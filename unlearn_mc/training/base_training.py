@@ -13,7 +13,7 @@ from unlearn_mc.errors import UnlearnMCError
 from unlearn_mc.evaluation.sequence import cross_entropy_per_sample
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.optim.configure import build_optimizers
-from unlearn_mc.optim.hooks import DynamicsHooks
+from unlearn_mc.dynamics.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
 
 STAGE_STREAMS = {"original": ("full",), "retrain": ("retain",)}
@@ -31,7 +31,7 @@ class BaseTraining(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         optimizer: optimiser factory, e.g. ``torch.optim.SGD`` with its init args.
         lr_scheduler: optional scheduler factory, stepped each epoch.
         label_smoothing: passed to the cross-entropy.
-        curriculum: optional per-sample reweighting of the loss (e.g. ``unlearn_mc.optim.SuperLoss``),
+        curriculum: optional per-sample reweighting of the loss (e.g. ``unlearn_mc.curricula.SuperLoss``),
             called as ``curriculum(per_sample_losses, "train")``.
     """
 

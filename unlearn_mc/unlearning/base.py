@@ -27,7 +27,7 @@ from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
 from unlearn_mc.models.frozen import frozen_copy
 from unlearn_mc.models.modes import module_mode
 from unlearn_mc.optim.configure import build_optimizers
-from unlearn_mc.optim.hooks import DynamicsHooks
+from unlearn_mc.dynamics.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
 from unlearn_mc.unlearning.forwarding import forwarded_signature
 
@@ -56,7 +56,7 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         optimizer: optimiser factory.
         lr_scheduler: optional scheduler factory, stepped each epoch.
         min_retain_acc: stop when the validation retain accuracy falls below this floor.
-        curriculum: optional per-sample reweighting of every loss term (e.g. ``unlearn_mc.optim.SuperLoss``);
+        curriculum: optional per-sample reweighting of every loss term (e.g. ``unlearn_mc.curricula.SuperLoss``);
             it is called as ``curriculum(per_sample, key)`` and returns the reduced scalar.
         **recorded: what a checkpoint's hyper-parameters hold beside these arguments (``dynamics``, which
             ``DynamicsHooks`` adds when training starts), taken so that ``load_from_checkpoint`` can pass a

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from unlearn_mc.errors import UnlearnMCError
-from unlearn_mc.optim.lambert_w import lambert_w0
+from unlearn_mc.curricula.lambert_w import lambert_w0
 
 
 def superloss_confidence(losses: Tensor, tau: float, lam: float) -> Tensor:

@@ -39,7 +39,7 @@ def _qualified(obj: Any) -> str:
 
 def _curriculum(module: nn.Module, trainer: L.Trainer | None) -> tuple[str, dict[str, Any]]:
     """(``none`` | ``superloss`` | ``data`` | ``superloss+data`` …, their settings)."""
-    from unlearn_mc.optim.data_curriculum import DataCurriculum
+    from unlearn_mc.curricula.data_curriculum import DataCurriculum
 
     kinds: dict[str, Any] = {}
     reweighting = getattr(module, "curriculum", None)

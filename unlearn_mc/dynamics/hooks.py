@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from torch import Tensor
 
-from unlearn_mc.optim.dynamics import training_dynamics
+from unlearn_mc.dynamics.record import training_dynamics
 from unlearn_mc.optim.second_order import needs_create_graph
 
 
