@@ -14,19 +14,17 @@ import importlib
 import inspect
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from unlearn_mc.checkpoints import network_state_from_source
-from unlearn_mc.data.batches import cat_inputs
+from unlearn_mc.data.batches import Batches, Forward, cat_inputs
 from unlearn_mc.evaluation.sequence import correct_per_sample, cross_entropy_per_sample
 from unlearn_mc.errors import UnlearnMCError
 
-Forward = Callable[[Tensor], Tensor]
-Batches = Mapping[str, tuple[Tensor, Tensor]]
 BUILT_IN = ("retain_ce", "retain_minus_forget")
 
 

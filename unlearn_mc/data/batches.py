@@ -19,6 +19,8 @@ from unlearn_mc.data.padding import cat_padded
 from unlearn_mc.errors import UnlearnMCError
 
 DEFAULT_LABEL_KEYS = ("labels", "label")
+Forward = Callable[[Tensor], Tensor]  # a model as a function: inputs -> logits (a network, a curve's φ(t), a frozen copy)
+Batches = Mapping[str, tuple[Tensor, Tensor]]  # one batch per stream, {stream: (inputs, targets)}, as stream_batches gives
 
 
 @dataclass

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unlearn_mc.data.batches import Forward
 from unlearn_mc.data.padding import collate_tokens
 from unlearn_mc.data.qa_encoding import encode_prompt, encode_qa
 from unlearn_mc.data.qa_records import QARecord
 from unlearn_mc.data.tokenization import TextEncoder
 from unlearn_mc.evaluation.sequence import cross_entropy_per_sample
 
-Forward = Callable[[Tensor], Tensor]
 
 
 @torch.no_grad()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -20,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from unlearn_mc.checkpoints import load_network_weights
-from unlearn_mc.data.batches import stream_batches
+from unlearn_mc.data.batches import Batches, Forward, stream_batches
 from unlearn_mc.evaluation.evaluate import evaluate_model
 from unlearn_mc.evaluation.gap import GAP_METRICS, average_gap
 from unlearn_mc.evaluation.lightning_hooks import EvaluatesUnlearning
@@ -31,12 +30,10 @@ from unlearn_mc.dynamics.hooks import DynamicsHooks
 from unlearn_mc.resume import ResumesRandomness
 from unlearn_mc.unlearning.forwarding import forwarded_signature
 
-Forward = Callable[[Tensor], Tensor]
-Batches = Mapping[str, tuple[Tensor, Tensor]]
 
 STATE_KEY = "unlearn_mc_unlearning"
 RECORDED_HPARAMS = ("dynamics",)  # hyper-parameters recorded after __init__ (DynamicsHooks.on_fit_start), not arguments
-__all__ = ["Batches", "Forward", "GAP_METRICS", "UnlearningModule", "average_gap", "frozen_copy"]  # the last three re-exported
+__all__ = ["Batches", "Forward", "GAP_METRICS", "UnlearningModule", "average_gap", "frozen_copy"]  # all but UnlearningModule re-exported
 
 
 class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
