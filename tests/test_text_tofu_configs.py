@@ -76,6 +76,6 @@ def test_gpu_configs_unlearn_with_lora_from_a_model_folder_and_connect_the_adapt
     summary = json.loads((logs[-1] / "curve_summary.json").read_text())
     assert summary["t"] == [0.0, 0.5, 1.0]
     curve = torch.load(tmp_path / "checkpoints/tofu/curves/bezier.ckpt", weights_only=True)["state_dict"]
-    adapters = sum(value.numel() for key, value in curve.items() if key == "endpoints") // 2
+    adapters = sum(value.numel() for key, value in curve.items() if key == "curve.endpoints") // 2
     base = sum(value.numel() for key, value in curve.items() if "fixed_shared" in key and value.dtype == torch.bfloat16)
     assert 0 < adapters < base  # the curve bends the fp32 adapters only; the bf16 base is one shared copy
