@@ -8,7 +8,10 @@ Three steps on one batch of 32 random 3×32×32 images, SGD with momentum:
 - **hand-written**: the same curve written per layer, as Garipov et al. (2018) do: every conv, linear
   and BatchNorm-affine layer holds its own control points θ_0, θ_1, θ_2 (endpoints as buffers, the bend
   as a parameter) and builds its weight c_0·θ_0 + c_1·θ_1 + c_2·θ_2 inside its forward; autograd gives
-  the bend c_1·∂L/∂w.
+  the bend c_1·∂L/∂w;
+- **flat**: no curve at all: the plain network with its weights held as views of one flat parameter vector
+  (``functional_call``; autograd's ``split`` gathers their gradients back into it), the way the generic
+  curve holds them. It separates what a curve costs from what storing the weights flat costs.
 
 Timing: all three run interleaved in one process (the order rotates each round), with the thread count
 switched within the process; each round gives ratios generic/plain and hand-written/plain, and the table
@@ -58,7 +61,8 @@ NETS = {
 }
 DEFAULT_ROUNDS = {"smallcnn": 40, "resnet18": 30}
 QUICK_ROUNDS = {"smallcnn": 8, "resnet18": 2}
-VARIANTS = ("plain", "generic", "hand")
+VARIANTS = ("plain", "generic", "hand", "flat")
+CURVES = ("generic", "hand")  # the variants the memory table compares
 
 
 # ---------------------------------------------------------------- the hand-written per-layer curve
@@ -195,7 +199,27 @@ def build_steps(name: str, variants: tuple[str, ...], batch_size: int, frozen: b
             return hand(inputs)
 
         steps["hand"] = stepper(hand, hand_forward)
+    if "flat" in variants:
+        steps["flat"] = flat_stepper(copy.deepcopy(start).train(), inputs, targets)
     return steps
+
+
+def flat_stepper(net: nn.Module, inputs: Tensor, targets: Tensor) -> Callable[[], Tensor]:
+    """A plain training step of ``net`` with its trainable weights as views of one flat parameter (no curve)."""
+    named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    shapes, sizes = [p.shape for _, p in named], [p.numel() for _, p in named]
+    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for _, p in named]))
+    optimizer = torch.optim.SGD([flat], lr=0.01, momentum=0.9)
+
+    def step() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        weights = {name: chunk.view(shape) for (name, _), chunk, shape in zip(named, flat.split(sizes), shapes)}
+        loss = F.cross_entropy(torch.func.functional_call(net, weights, (inputs,)), targets)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
 
 
 def check_same_curve(name: str) -> None:
@@ -239,12 +263,12 @@ def measure(name: str, batch_size: int, rounds: int, steps_per_round: int, threa
             step()
     seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for index in range(rounds):
-        order = VARIANTS[index % 3:] + VARIANTS[: index % 3]
+        order = VARIANTS[index % len(VARIANTS):] + VARIANTS[: index % len(VARIANTS)]
         order = order if index % 2 == 0 else order[::-1]
         for variant in order:
             seconds[variant].append(_timed(steps[variant], steps_per_round))
     result = {f"{variant}_ms": 1000 * statistics.median(values) for variant, values in seconds.items()}
-    for variant in ("generic", "hand"):
+    for variant in ("generic", "hand", "flat"):
         ratios = [c / p for c, p in zip(seconds[variant], seconds["plain"])]
         result[f"{variant}_ratio"], result[f"{variant}_low"], result[f"{variant}_high"] = median_interval(ratios)
     result["generic_over_hand"] = statistics.median(g / h for g, h in zip(seconds["generic"], seconds["hand"]))
@@ -302,7 +326,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, batch {args.batch_size} of 3x32x32, 3-point Bezier, SGD with momentum")
     print("time: median over interleaved rounds of (curve step / plain step) in that round [95% bootstrap interval]")
     print(f"{'network':<10} {'threads':>7} {'rounds':>6} {'parameters':>11} {'plain':>9} {'generic':>9} {'hand':>9} "
-          f"{'generic/plain':>22} {'hand/plain':>22} {'generic/hand':>13}")
+          f"{'generic/plain':>22} {'hand/plain':>22} {'generic/hand':>13} {'flat/plain':>22}")
     for name in args.nets:
         check_same_curve(name)
         rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)[name]
@@ -310,9 +334,9 @@ def main() -> None:
         parameters = sum(p.numel() for p in NETS[name]().parameters())
         for count in threads:
             r = measure(name, args.batch_size, rounds, steps, count)
-            cells = {v: f"{r[v + '_ratio']:.3f} [{r[v + '_low']:.3f}, {r[v + '_high']:.3f}]" for v in ("generic", "hand")}
+            cells = {v: f"{r[v + '_ratio']:.3f} [{r[v + '_low']:.3f}, {r[v + '_high']:.3f}]" for v in ("generic", "hand", "flat")}
             print(f"{name:<10} {count:>7} {rounds:>6} {parameters:>11,} {r['plain_ms']:>7.1f}ms {r['generic_ms']:>7.1f}ms {r['hand_ms']:>7.1f}ms "
-                  f"{cells['generic']:>22} {cells['hand']:>22} {r['generic_over_hand']:>13.3f}", flush=True)
+                  f"{cells['generic']:>22} {cells['hand']:>22} {r['generic_over_hand']:>13.3f} {cells['flat']:>22}", flush=True)
     if args.no_memory:
         return
     cases = [(name, False) for name in (["smallcnn"] if args.quick else args.nets)]
@@ -321,7 +345,7 @@ def main() -> None:
     print("memory: MiB above the bare process, fresh subprocess per cell; resting = after a step, peak = max RSS during 3 steps")
     print(f"{'network':<18} {'plain rest/peak':>16} {'generic rest/peak':>18} {'hand rest/peak':>16} {'generic/plain peak':>19}")
     for name, frozen in cases:
-        cells = {variant: memory(name, variant, args.batch_size, frozen) for variant in (("plain", "generic") if frozen else VARIANTS)}
+        cells = {variant: memory(name, variant, args.batch_size, frozen) for variant in (("plain", "generic") if frozen else ("plain", *CURVES))}
         text = {v: f"{c['resting_mib']:.0f}/{c['peak_mib']:.0f}" for v, c in cells.items()}
         label = f"{name}{' frozen' if frozen else ''}"
         print(f"{label:<18} {text['plain']:>16} {text['generic']:>18} {text.get('hand', '—'):>16} "
