@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from unlearn_mc.checkpoints import read_checkpoint
 from unlearn_mc.data import UnlearningDataModule
+from unlearn_mc.dynamics.record import DYNAMICS_HPARAM
 from unlearn_mc.errors import UnlearnMCError, find_user_error, one_sentence
 from unlearn_mc.output_dirs import check_run_outputs
 from unlearn_mc.preflight import check_datamodule_serves, check_network_takes_data, check_trainer_settings
@@ -63,7 +64,7 @@ class UnlearnMCCLI(LightningCLI):
         if not path or not Path(path).is_file():
             return
         hparams = dict(read_checkpoint(path).get("hyper_parameters") or {})
-        for recorded in ("_instantiator", "dynamics"):
+        for recorded in ("_instantiator", DYNAMICS_HPARAM):
             hparams.pop(recorded, None)
         if "_class_path" not in hparams:  # not written through this CLI: the config names the class, the file gives the weights
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from torch import Tensor
 
-from unlearn_mc.dynamics.record import training_dynamics
+from unlearn_mc.dynamics.record import DYNAMICS_HPARAM, training_dynamics
 from unlearn_mc.optim.second_order import needs_create_graph
 
 
@@ -26,9 +26,9 @@ class DynamicsHooks(L.LightningModule):
 
     def on_fit_start(self) -> None:
         dynamics = training_dynamics(self)
-        self.hparams["dynamics"] = dynamics
+        self.hparams[DYNAMICS_HPARAM] = dynamics
         # Lightning logs the hyper-parameters as they were at save_hyperparameters(); add the record there too
         initial = getattr(self, "_hparams_initial", None)
         if initial is not None:
-            initial["dynamics"] = dynamics
+            initial[DYNAMICS_HPARAM] = dynamics
         super().on_fit_start()

@@ -16,6 +16,8 @@ from torch import nn
 
 from unlearn_mc.optim.second_order import optimizer_order
 
+DYNAMICS_HPARAM = "dynamics"  # the hyper-parameter holding the record: set when training starts, never a constructor argument
+
 SCALARS = (bool, int, float, str, type(None))
 
 
@@ -81,7 +83,7 @@ def read_dynamics(path: str | os.PathLike) -> dict[str, Any] | None:
     """The recorded dynamics of a Lightning checkpoint (read with ``weights_only=True``), ``None`` if it has none."""
     from unlearn_mc.checkpoints import read_checkpoint
 
-    dynamics = (read_checkpoint(path).get("hyper_parameters") or {}).get("dynamics")
+    dynamics = (read_checkpoint(path).get("hyper_parameters") or {}).get(DYNAMICS_HPARAM)
     return dict(dynamics) if isinstance(dynamics, Mapping) else None
 
 

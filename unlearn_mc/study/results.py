@@ -37,19 +37,20 @@ class StudyResults:
     def method_table(self) -> list[Row]:
         """The methods table (one row per endpoint); across seeds, mean ± 95% interval as in the report."""
         from unlearn_mc.study.report_tables import method_table
+        from unlearn_mc.study.seeds import ROW_KEYS
 
-        return self._across_seeds([method_table(run.study, run.results, run.statuses) for run in self.runs], "methods")
+        return _across_seeds([method_table(run.study, run.results, run.statuses) for run in self.runs], ROW_KEYS["methods"])
 
     def curve_summary(self) -> list[Row]:
         """Per curve: both barriers, whether the MCU condition holds and the best t (across seeds as above)."""
         from unlearn_mc.study.report_tables import curve_rows
 
         tables = [[{key: row[key] for key in CURVE_SUMMARY_COLUMNS} for row in curve_rows(run.results)] for run in self.runs]
-        return self._across_seeds(tables, "curve")
+        return _across_seeds(tables, ("curve",))
 
-    def _across_seeds(self, tables: list[list[Row]], kind: str) -> list[Row]:
-        from unlearn_mc.study.seeds import ROW_KEYS, aggregate_rows
 
-        if len(tables) == 1:
-            return tables[0]
-        return aggregate_rows(tables, ROW_KEYS["methods"] if kind == "methods" else ("curve",))
+def _across_seeds(tables: list[list[Row]], keys: tuple[str, ...]) -> list[Row]:
+    """One seed's table as it is; several seeds' rows merged (mean ± 95% interval) by the columns ``keys`` that name a row."""
+    from unlearn_mc.study.seeds import aggregate_rows
+
+    return tables[0] if len(tables) == 1 else aggregate_rows(tables, keys)

@@ -27,12 +27,12 @@ from unlearn_mc.models.frozen import frozen_copy
 from unlearn_mc.models.modes import module_mode
 from unlearn_mc.optim.configure import build_optimizers
 from unlearn_mc.dynamics.hooks import DynamicsHooks
+from unlearn_mc.dynamics.record import DYNAMICS_HPARAM
 from unlearn_mc.resume import ResumesRandomness
 from unlearn_mc.unlearning.forwarding import forwarded_signature
 
 
 STATE_KEY = "unlearn_mc_unlearning"
-RECORDED_HPARAMS = ("dynamics",)  # hyper-parameters recorded after __init__ (DynamicsHooks.on_fit_start), not arguments
 __all__ = ["Batches", "Forward", "GAP_METRICS", "UnlearningModule", "average_gap", "frozen_copy"]  # all but UnlearningModule re-exported
 
 
@@ -87,7 +87,7 @@ class UnlearningModule(ResumesRandomness, DynamicsHooks, EvaluatesUnlearning):
         curriculum: nn.Module | None = None,
         **recorded,
     ) -> None:
-        unknown = sorted(set(recorded) - set(RECORDED_HPARAMS))
+        unknown = sorted(set(recorded) - {DYNAMICS_HPARAM})
         if unknown:
             raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument {unknown[0]!r}")
         super().__init__()
