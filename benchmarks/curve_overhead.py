@@ -14,7 +14,9 @@ Three steps on one batch of 32 random 3×32×32 images, SGD with momentum:
   curve holds them. It separates what a curve costs from what storing the weights flat costs.
 
 Timing: all three run interleaved in one process (the order rotates each round), with the thread count
-switched within the process; each round gives ratios generic/plain and hand-written/plain, and the table
+switched within the process; page faults per step (``getrusage``'s minor faults, in MiB) are counted for
+each variant, since memory the allocator returned to the system and touches again costs as much as arithmetic.
+Each round gives ratios generic/plain and hand-written/plain, and the table
 shows the median of those per-round ratios with a 95% bootstrap interval of that median
 (``scipy.stats.bootstrap``, percentile method). On shared cloud cores single steps vary by ±10% from
 one second to the next whatever runs, so a ratio near 1.03 needs tens of rounds: read the interval,
@@ -39,6 +41,7 @@ import ctypes
 import gc
 import json
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -237,11 +240,14 @@ def check_same_curve(name: str) -> None:
         assert sum(p.numel() for p in hand.parameters()) == curve.curve.bends.numel()
 
 
-def _timed(step: Callable[[], Tensor], repeats: int) -> float:
+def _timed(step: Callable[[], Tensor], repeats: int) -> tuple[float, float]:
+    """Seconds per step and minor page faults per step (memory the allocator got back from the system and touched anew)."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for _ in range(repeats):
         step()
-    return (time.perf_counter() - start) / repeats
+    seconds = (time.perf_counter() - start) / repeats
+    return seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
 
 
 def median_interval(ratios: list[float]) -> tuple[float, float, float]:
@@ -262,12 +268,17 @@ def measure(name: str, batch_size: int, rounds: int, steps_per_round: int, threa
         for step in steps.values():
             step()
     seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    faults: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for index in range(rounds):
         order = VARIANTS[index % len(VARIANTS):] + VARIANTS[: index % len(VARIANTS)]
         order = order if index % 2 == 0 else order[::-1]
         for variant in order:
-            seconds[variant].append(_timed(steps[variant], steps_per_round))
+            elapsed, faulted = _timed(steps[variant], steps_per_round)
+            seconds[variant].append(elapsed)
+            faults[variant].append(faulted)
     result = {f"{variant}_ms": 1000 * statistics.median(values) for variant, values in seconds.items()}
+    page = resource.getpagesize()
+    result.update({f"{variant}_fault_mib": statistics.mean(values) * page / 2**20 for variant, values in faults.items()})
     for variant in ("generic", "hand", "flat"):
         ratios = [c / p for c, p in zip(seconds[variant], seconds["plain"])]
         result[f"{variant}_ratio"], result[f"{variant}_low"], result[f"{variant}_high"] = median_interval(ratios)
@@ -326,7 +337,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, batch {args.batch_size} of 3x32x32, 3-point Bezier, SGD with momentum")
     print("time: median over interleaved rounds of (curve step / plain step) in that round [95% bootstrap interval]")
     print(f"{'network':<10} {'threads':>7} {'rounds':>6} {'parameters':>11} {'plain':>9} {'generic':>9} {'hand':>9} "
-          f"{'generic/plain':>22} {'hand/plain':>22} {'generic/hand':>13} {'flat/plain':>22}")
+          f"{'generic/plain':>22} {'hand/plain':>22} {'generic/hand':>13} {'flat/plain':>22} {'faults MiB/step p/g/h/f':>24}")
     for name in args.nets:
         check_same_curve(name)
         rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)[name]
@@ -335,8 +346,10 @@ def main() -> None:
         for count in threads:
             r = measure(name, args.batch_size, rounds, steps, count)
             cells = {v: f"{r[v + '_ratio']:.3f} [{r[v + '_low']:.3f}, {r[v + '_high']:.3f}]" for v in ("generic", "hand", "flat")}
+            faults = "/".join(f"{r[v + '_fault_mib']:.0f}" for v in VARIANTS)
             print(f"{name:<10} {count:>7} {rounds:>6} {parameters:>11,} {r['plain_ms']:>7.1f}ms {r['generic_ms']:>7.1f}ms {r['hand_ms']:>7.1f}ms "
-                  f"{cells['generic']:>22} {cells['hand']:>22} {r['generic_over_hand']:>13.3f} {cells['flat']:>22}", flush=True)
+                  f"{cells['generic']:>22} {cells['hand']:>22} {r['generic_over_hand']:>13.3f} {cells['flat']:>22} "
+                  f"{faults:>24}", flush=True)
     if args.no_memory:
         return
     cases = [(name, False) for name in (["smallcnn"] if args.quick else args.nets)]

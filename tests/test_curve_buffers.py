@@ -152,3 +152,38 @@ def test_a_point_evaluated_in_inference_mode_does_not_block_training_afterwards(
         F.cross_entropy(curve(inputs, t=0.3), targets).backward()
     assert torch.equal(reusing.bends.grad, fresh.bends.grad)
     assert not reusing._phi_buffer._tensor.is_inference()
+
+
+def test_a_loss_reaching_only_some_tensors_gives_c_j_times_its_gradient_and_zeros_elsewhere():
+    """Each tensor's gradient is routed into the bends' gradient by its own node; tensors no gradient reaches
+    (their node never runs) get zero columns. Exact: ∂/∂θ_j of Σ w·φ_i is c_j(t)·w, one fp32 product."""
+    reusing, fresh = _pair(num_bends=4)
+    for curve in (reusing, fresh):
+        coefficients = curve.coefficients(0.35)
+        chunks = curve.point_chunks(coefficients)
+        weights = [torch.randn(chunk.shape, generator=torch.Generator().manual_seed(index)) for index, chunk in enumerate(chunks)]
+        used = (0, 2)
+        loss = sum((chunks[index] * weights[index]).sum() for index in used)
+        (grad,) = torch.autograd.grad(loss, curve.bends)
+        offsets = [0]
+        for size in curve.layout.train_sizes:
+            offsets.append(offsets[-1] + size)
+        for row, coefficient in enumerate(coefficients[1:-1]):
+            for index in range(len(curve.layout.train_sizes)):
+                columns = grad[row, offsets[index] : offsets[index + 1]]
+                expected = weights[index] * coefficient if index in used else torch.zeros_like(columns)
+                assert torch.equal(columns, expected.reshape(-1)), (row, index)
+
+
+def test_backward_twice_through_one_retained_graph_accumulates_exactly():
+    reusing, fresh = _pair()
+    grads = []
+    for curve in (reusing, fresh):
+        inputs, targets = _batch(0)
+        loss = F.cross_entropy(curve(inputs, t=0.4), targets)
+        (once,) = torch.autograd.grad(loss, curve.bends, retain_graph=True)
+        loss.backward(retain_graph=True)
+        loss.backward()
+        assert torch.equal(curve.bends.grad, once + once)
+        grads.append(curve.bends.grad)
+    assert torch.equal(*grads)

@@ -13,6 +13,14 @@ the allocator as new pages, and faulting them in costs as much as the arithmetic
 20 ms per vector and step). Memory is reused only while nothing else references it, so a graph that
 still needs the previous φ (several forwards before one backward, ``create_graph``), a gradient the
 caller kept, or φ held by the caller, gets fresh memory instead: never a changed value.
+
+Each trainable tensor's gradient is written into the bends' gradient as soon as it is complete
+(``_RoutedChunk``, one node per tensor) and kept until the next ``curve_point`` call, as a plain
+step keeps ``.grad`` until the next ``zero_grad``. Freeing them all at the end of backward instead
+returned tens of megabytes to the system at every step (glibc trims the top of its heap) and
+faulted them back in during the next backward: ResNet-18, about 100 MiB of page faults per step
+against 1–40 for a plain step in the same process, 1.11× a plain step's time at one thread before,
+1.04× after (``benchmarks/curve_overhead.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ class ReusableBuffer:
     def __init__(self) -> None:
         self._tensor: Tensor | None = None
         self._free_count = 0
+        self._held: list[Tensor] = []
 
     def take(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
         tensor = self._tensor
@@ -61,8 +70,17 @@ class ReusableBuffer:
         # holds it, the count above sees it, and the memory is not handed out again
         return tensor.detach()
 
+    def hold(self, tensor: Tensor) -> None:
+        """Keep ``tensor`` alive until ``release``."""
+        self._held.append(tensor)
+
+    def release(self) -> None:
+        """Drop the tensors ``hold`` kept."""
+        self._held = []
+
     def clear(self) -> None:
         self._tensor = None
+        self.release()
 
     def __deepcopy__(self, memo) -> ReusableBuffer:
         return ReusableBuffer()
@@ -89,20 +107,79 @@ def combine_flat(coefficients: Tensor, endpoints: Tensor, bends: Tensor, frozen_
     return out
 
 
-class _CurvePoint(torch.autograd.Function):
-    """Outputs the flat chunks of φ, one per tensor (trainable tensors first); only those get gradients."""
+class _GradientRouter:
+    """Where the per-tensor gradient nodes of one ``curve_point`` call write c_j(t)·∂L/∂φ: one (B, P_train) tensor,
+    taken from ``grad_buffer`` when the first tensor's gradient arrives and handed to autograd by ``_CurvePoint``."""
+
+    def __init__(self, inner: Tensor, train_sizes: Sequence[int], grad_buffer: ReusableBuffer | None) -> None:
+        self.inner = inner
+        self.offsets = [sum(train_sizes[:index]) for index in range(len(train_sizes))]
+        self.sizes = tuple(train_sizes)
+        self.grad_buffer = grad_buffer
+        self.grad: Tensor | None = None
+
+    def take(self) -> Tensor:
+        """The (B, P_train) gradient of this backward pass (fresh for each pass: the previous one is ``bends.grad`` now)."""
+        if self.grad is None:
+            shape = (len(self.inner), sum(self.sizes))
+            buffer = self.grad_buffer
+            self.grad = self.inner.new_empty(shape) if buffer is None else buffer.take(shape, self.inner.dtype, self.inner.device)
+        return self.grad
+
+    def write(self, index: int, grad: Tensor | None) -> None:
+        """Rows j of tensor ``index``'s columns ← c_j·grad (zeros when no gradient reached it)."""
+        target = self.take()
+        offset, size = self.offsets[index], self.sizes[index]
+        for row, coefficient in enumerate(self.inner):
+            if grad is None:
+                target[row, offset : offset + size].zero_()
+            else:
+                torch.mul(grad.reshape(-1), coefficient, out=target[row, offset : offset + size])
+        if grad is not None and self.grad_buffer is not None:
+            self.grad_buffer.hold(grad)
+
+    def hand_over(self) -> Tensor:
+        grad, self.grad = self.take(), None
+        return grad
+
+
+class _RoutedChunk(torch.autograd.Function):
+    """One trainable tensor's chunk of φ. Its backward runs as soon as that tensor's gradient is complete: it writes
+    c_j·∂L/∂φ_i into the router and passes on a zero of no memory, so each per-tensor gradient is freed at once
+    instead of all being held until the last layer's backward (the peak a plain step never has)."""
 
     @staticmethod
-    def forward(ctx, coefficients, endpoints, bends, frozen_bends, train_sizes, frozen_sizes, phi_buffer, grad_buffer):
+    def forward(ctx, chunk, router, index):
+        ctx.router, ctx.index = router, index
+        return chunk.view_as(chunk)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():  # backward(create_graph=True): _CurvePoint combines the gradients differentiably
+            return grad, None, None
+        ctx.router.write(ctx.index, grad)
+        return grad.new_zeros(()).expand(grad.shape), None, None
+
+
+class _CurvePoint(torch.autograd.Function):
+    """Outputs the flat chunks of φ, one per tensor (trainable tensors first); only those get gradients.
+
+    The trainable chunks reach the network through ``_RoutedChunk``, which has already written the bends'
+    gradient into ``router`` when this backward runs; this backward hands it to autograd (and so to
+    ``bends.grad``, DDP's reducer and any hook on ``bends``)."""
+
+    @staticmethod
+    def forward(ctx, coefficients, endpoints, bends, frozen_bends, train_sizes, frozen_sizes, phi_buffer, router):
         with torch.no_grad():
             out = None if phi_buffer is None else phi_buffer.take((endpoints.shape[1],), endpoints.dtype, endpoints.device)
             out = combine_flat(coefficients, endpoints, bends, frozen_bends, out=out)
         chunks = out.split(list(train_sizes) + list(frozen_sizes))
         del out  # only the chunks hold φ now: once they (and any graph saving them) are gone, phi_buffer hands it out again
         ctx.mark_non_differentiable(*chunks[len(train_sizes):])
+        ctx.set_materialize_grads(False)  # a tensor no gradient reached arrives as None (its _RoutedChunk never ran)
         ctx.save_for_backward(coefficients[1:-1])
         ctx.train_sizes = tuple(train_sizes)
-        ctx.grad_buffer = grad_buffer
+        ctx.router = router
         return chunks
 
     @staticmethod
@@ -114,21 +191,13 @@ class _CurvePoint(torch.autograd.Function):
         if torch.is_grad_enabled():  # backward(create_graph=True), e.g. for Hessian-vector products: stay differentiable
             flat = torch.cat([inner.new_zeros(size) if grad is None else grad.reshape(-1) for grad, size in zip(grads[: len(sizes)], sizes)])
             return None, None, inner[:, None] * flat[None, :], None, None, None, None, None
-        shape = (len(inner), sum(sizes))
-        buffer = ctx.grad_buffer
-        grad_bends = inner.new_empty(shape) if buffer is None else buffer.take(shape, inner.dtype, inner.device)
-        for row, coefficient in enumerate(inner):
-            offset = 0
-            for grad, size in zip(grads[: len(sizes)], sizes):
-                target = grad_bends[row, offset : offset + size]
-                if grad is None:
-                    target.zero_()
-                else:
-                    torch.mul(grad.reshape(-1), coefficient, out=target)
-                offset += size
+        router = ctx.router
+        for index, grad in enumerate(grads[: len(sizes)]):
+            if grad is None:  # no gradient reached this tensor, so its _RoutedChunk never ran
+                router.write(index, None)
         # an alias nothing else holds, so that AccumulateGrad adopts it as ``bends.grad`` instead of copying it;
         # while ``.grad`` (or a caller of autograd.grad) holds it, grad_buffer hands out new memory
-        return None, None, grad_bends, None, None, None, None, None
+        return None, None, router.hand_over(), None, None, None, None, None
 
 
 def curve_point(
@@ -146,4 +215,11 @@ def curve_point(
     With ``phi_buffer`` / ``grad_buffer`` φ and the bends' first-order gradient are written into
     memory reused across calls while nothing else references it (``ReusableBuffer``); the values are
     the same either way."""
-    return _CurvePoint.apply(coefficients, endpoints, bends, frozen_bends, tuple(train_sizes), tuple(frozen_sizes), phi_buffer, grad_buffer)
+    if grad_buffer is not None:
+        grad_buffer.release()  # the per-tensor gradients of the previous backward, as a plain step's zero_grad frees .grad
+    router = _GradientRouter(coefficients[1:-1].detach(), tuple(train_sizes), grad_buffer)
+    chunks = _CurvePoint.apply(coefficients, endpoints, bends, frozen_bends, tuple(train_sizes), tuple(frozen_sizes), phi_buffer, router)
+    if not (torch.is_grad_enabled() and bends.requires_grad):
+        return chunks
+    routed = tuple(_RoutedChunk.apply(chunk, router, index) for index, chunk in enumerate(chunks[: len(train_sizes)]))
+    return routed + tuple(chunks[len(train_sizes):])
