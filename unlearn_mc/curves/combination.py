@@ -19,8 +19,8 @@ Each trainable tensor's gradient is written into the bends' gradient as soon as 
 step keeps ``.grad`` until the next ``zero_grad``. Freeing them all at the end of backward instead
 returned tens of megabytes to the system at every step (glibc trims the top of its heap) and
 faulted them back in during the next backward: ResNet-18, about 100 MiB of page faults per step
-against 1–40 for a plain step in the same process, 1.11× a plain step's time at one thread before,
-1.04× after (``benchmarks/curve_overhead.py``).
+against 1–40 for a plain step in the same process, 1.06–1.11× a plain step's time before,
+1.01–1.03× after (``benchmarks/curve_overhead.py``).
 """
 
 from __future__ import annotations
@@ -145,8 +145,9 @@ class _GradientRouter:
 
 class _RoutedChunk(torch.autograd.Function):
     """One trainable tensor's chunk of φ. Its backward runs as soon as that tensor's gradient is complete: it writes
-    c_j·∂L/∂φ_i into the router and passes on a zero of no memory, so each per-tensor gradient is freed at once
-    instead of all being held until the last layer's backward (the peak a plain step never has)."""
+    c_j·∂L/∂φ_i into the router and passes on a zero that holds no memory; the router keeps the gradient until
+    the next ``curve_point`` call (as a plain step keeps ``.grad``), so it is never freed with all the others at
+    the end of backward."""
 
     @staticmethod
     def forward(ctx, chunk, router, index):
