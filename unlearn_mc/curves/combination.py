@@ -25,6 +25,7 @@ against 1–40 for a plain step in the same process, 1.06–1.11× a plain step'
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -113,7 +114,7 @@ class _GradientRouter:
 
     def __init__(self, inner: Tensor, train_sizes: Sequence[int], grad_buffer: ReusableBuffer | None) -> None:
         self.inner = inner
-        self.offsets = [sum(train_sizes[:index]) for index in range(len(train_sizes))]
+        self.offsets = [0, *itertools.accumulate(train_sizes)][:-1]
         self.sizes = tuple(train_sizes)
         self.grad_buffer = grad_buffer
         self.grad: Tensor | None = None
@@ -130,12 +131,12 @@ class _GradientRouter:
         """Rows j of tensor ``index``'s columns ← c_j·grad (zeros when no gradient reached it)."""
         target = self.take()
         offset, size = self.offsets[index], self.sizes[index]
+        if grad is None:
+            target[:, offset : offset + size].zero_()
+            return
         for row, coefficient in enumerate(self.inner):
-            if grad is None:
-                target[row, offset : offset + size].zero_()
-            else:
-                torch.mul(grad.reshape(-1), coefficient, out=target[row, offset : offset + size])
-        if grad is not None and self.grad_buffer is not None:
+            torch.mul(grad.reshape(-1), coefficient, out=target[row, offset : offset + size])
+        if self.grad_buffer is not None:
             self.grad_buffer.hold(grad)
 
     def hand_over(self) -> Tensor:
